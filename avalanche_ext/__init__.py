@@ -1,0 +1,13 @@
+"""avalanche-ext: continual-learning and novel-class-discovery components on Avalanche + OpenMMLab.
+
+Importing the package applies the stack fixes in ``_compat`` first (torchvision's missing CPU ops,
+avalanche's ``$HOME`` config), so every entry point shares them.
+"""
+
+from avalanche_ext import _compat
+
+_compat.patch_torchvision_ops()
+_compat.isolate_avalanche_home()
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]
