@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-__all__ = ["patch_torchvision_ops", "patch_wandb", "isolate_avalanche_home", "torchvision_ops_missing"]
+__all__ = ["patch_torchvision_ops", "patch_wandb", "isolate_avalanche_home", "torchvision_ops_missing", "quiet_mmengine"]
 
 # The op schemas torchvision's ``_meta_registrations`` registers fake kernels for unconditionally;
 # every other op there is guarded by ``torchvision.extension._has_ops()``.
@@ -121,3 +121,10 @@ def isolate_avalanche_home(cache_dir: str | None = None) -> str:
         else:
             os.environ["HOME"] = old_home
     return os.path.abspath(root)
+
+
+def quiet_mmengine(level: int = 30) -> None:
+    """Raises mmengine's logger to WARNING: it logs every weight initialisation at INFO."""
+    from mmengine.logging import MMLogger  # noqa: PLC0415
+
+    MMLogger.get_current_instance().setLevel(level)

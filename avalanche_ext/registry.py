@@ -43,6 +43,8 @@ def import_package_modules(package: str) -> None:
     Errors are not swallowed: a broken plugin file must fail loudly, not vanish from the registry.
     """
     pkg = importlib.import_module(package)
+    if not hasattr(pkg, "__path__"):
+        return
     for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{package}."):
         if not info.name.rsplit(".", 1)[-1].startswith("_"):
             importlib.import_module(info.name)
@@ -68,16 +70,16 @@ FALLBACKS: dict[int, list[Any]] = {
     id(STRATEGIES): ["avalanche.training.supervised", "avalanche.training"],
     id(METRICS): ["avalanche.evaluation.metrics"],
     id(LOGGERS): ["avalanche.logging"],
-    id(TRANSFORMS): ["torchvision.transforms"],
+    id(TRANSFORMS): ["torchvision.transforms.v2", "torchvision.transforms"],
     id(OPTIMIZERS): ["torch.optim"],
     id(SCHEDULERS): ["torch.optim.lr_scheduler"],
     id(LOSSES): [MMPRETRAIN_MODELS, "torch.nn"],
-    id(MODELS): ["avalanche_ext.models"],
 }
 _LOCAL_PACKAGES = {id(MODELS): ["avalanche_ext.models"]}
 
 
 def _ensure_imported(registry: Registry) -> None:
+    registry.import_from_location()
     for package in getattr(registry, "_locations", []) + _LOCAL_PACKAGES.get(id(registry), []):
         if package not in _imported:
             _imported.add(package)
@@ -121,8 +123,6 @@ def resolve_type(registry: Registry, name: str, key: str = "type") -> Callable:
             obj = obj if callable(obj) else None
         if obj is not None:
             return obj
-        if isinstance(source, str) and source == "avalanche_ext.models":
-            continue
         candidates += _public_names(source)
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""

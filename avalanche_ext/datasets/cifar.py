@@ -1,0 +1,161 @@
+"""CIFAR-100 from the shipped official pickles: found locally, unpacked once, md5-checked, never downloaded.
+
+Images are kept as one uint8 tensor ``[N, 3, 32, 32]`` per split (150 MB for train): no per-sample decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avalanche_ext.errors import ConfigError
+
+__all__ = ["CIFAR100_MD5", "Cifar100", "cache_root", "find_cifar100", "load_cifar100"]
+
+CIFAR100_MD5 = {
+    "train": "16019d7e3df5f24257cddd939b257f8d",
+    "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+    "meta": "7973b15100ade9c7d40fb424638fde48",
+}
+ARCHIVE_NAMES = ("cifar-100-python.tar.xz", "cifar-100-python.tar.gz")
+FOLDER = "cifar-100-python"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_MEMORY: dict[str, Cifar100] = {}
+
+
+@dataclass
+class Cifar100:
+    """Both splits of CIFAR-100 in memory.
+
+    Args:
+        train_images: uint8 ``[50000, 3, 32, 32]``.
+        train_labels: int64 fine labels ``[50000]``.
+        train_coarse: int64 superclass labels ``[50000]``.
+        test_images: uint8 ``[10000, 3, 32, 32]``.
+        test_labels: int64 ``[10000]``.
+        test_coarse: int64 ``[10000]``.
+        class_names: the 100 fine class names.
+        coarse_names: the 20 superclass names.
+    """
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    train_coarse: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    test_coarse: torch.Tensor
+    class_names: list[str]
+    coarse_names: list[str]
+
+
+def cache_root() -> Path:
+    """The project's cache folder: ``$AVALANCHE_EXT_CACHE`` or ``<repo>/.cache``."""
+    return Path(os.environ.get("AVALANCHE_EXT_CACHE", REPO_ROOT / ".cache"))
+
+
+def _candidates(root: str | os.PathLike | None) -> list[Path]:
+    places = []
+    if root:
+        places.append(Path(root))
+    for var in ("AVALANCHE_EXT_DATA", "CIFAR100_ROOT"):
+        if os.environ.get(var):
+            places.append(Path(os.environ[var]))
+    places += [REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data", cache_root() / "data"]
+    return places
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_folder(folder: Path) -> None:
+    for name, md5 in CIFAR100_MD5.items():
+        path = folder / name
+        if not path.is_file():
+            raise ConfigError(f"{path}: missing (expected the official CIFAR-100 '{name}' pickle)")
+        if _md5(path) != md5:
+            raise ConfigError(f"{path}: md5 mismatch (expected {md5}); the file is corrupt or foreign")
+
+
+def find_cifar100(root: str | os.PathLike | None = None) -> Path:
+    """Returns an md5-checked ``cifar-100-python`` folder, unpacking a shipped archive once if needed.
+
+    Looks in ``root``, ``$AVALANCHE_EXT_DATA``, ``$CIFAR100_ROOT``, ``<repo>/data``,
+    ``<repo>/../shared/data`` and the cache, for either the unpacked folder or
+    ``cifar-100-python.tar.xz`` / ``.tar.gz``; archives are unpacked into ``<cache>/data``.
+
+    Args:
+        root: a folder holding ``cifar-100-python/`` or the archive (or the folder itself).
+
+    Raises:
+        ConfigError: nothing found (the message lists where it looked), or an md5 mismatch.
+    """
+    places = _candidates(root)
+    for place in places:
+        for folder in (place, place / FOLDER):
+            if (folder / "meta").is_file() and (folder / "train").is_file():
+                _check_folder(folder)
+                return folder
+    for place in places:
+        for name in ARCHIVE_NAMES:
+            archive = place / name
+            if archive.is_file():
+                target = cache_root() / "data"
+                target.mkdir(parents=True, exist_ok=True)
+                tmp = target / f".unpack-{os.getpid()}"
+                try:
+                    with tarfile.open(archive) as tar:
+                        tar.extractall(tmp, filter="data")
+                except (tarfile.TarError, OSError, EOFError) as err:
+                    raise ConfigError(f"{archive}: cannot unpack ({err})") from err
+                _check_folder(tmp / FOLDER)
+                final = target / FOLDER
+                if not final.exists():
+                    os.replace(tmp / FOLDER, final)
+                return final
+    looked = ", ".join(str(p) for p in places)
+    raise ConfigError(
+        f"CIFAR-100 not found: looked for {FOLDER}/ or {ARCHIVE_NAMES[0]} in {looked} "
+        f"(set scenario.dataset_root or $AVALANCHE_EXT_DATA; nothing is ever downloaded)"
+    )
+
+
+def _read_split(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return (
+        torch.from_numpy(images.copy()),
+        torch.as_tensor(entry["fine_labels"], dtype=torch.long),
+        torch.as_tensor(entry["coarse_labels"], dtype=torch.long),
+    )
+
+
+def load_cifar100(root: str | os.PathLike | None = None) -> Cifar100:
+    """Loads CIFAR-100 into memory (cached per process).
+
+    Args:
+        root: see :func:`find_cifar100`.
+    """
+    folder = find_cifar100(root)
+    key = str(folder.resolve())
+    if key not in _MEMORY:
+        train = _read_split(folder / "train")
+        test = _read_split(folder / "test")
+        with open(folder / "meta", "rb") as f:
+            meta = pickle.load(f, encoding="latin1")
+        _MEMORY[key] = Cifar100(
+            *train, *test, list(meta["fine_label_names"]), list(meta["coarse_label_names"])
+        )
+    return _MEMORY[key]

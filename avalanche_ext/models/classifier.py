@@ -1,0 +1,132 @@
+"""An OpenMMLab classification dict (backbone / neck / head) as an Avalanche-ready ``nn.Module``.
+
+``forward(x)`` returns logits, as Avalanche strategies expect; the pooled features of the last batch
+stay in ``last_features`` (clustering and feature distillation read them without a second forward);
+the head grows to new classes keeping the old rows (class-incremental learning, novel-class discovery).
+"""
+
+from __future__ import annotations
+
+import torch
+from avalanche.models import DynamicModule
+from torch import nn
+
+from avalanche_ext.errors import ConfigError
+from avalanche_ext.registry import MODELS
+
+__all__ = ["MMClassifier"]
+
+
+def _normal_std(head_cfg: dict) -> float | None:
+    init = head_cfg.get("init_cfg") if isinstance(head_cfg, dict) else None
+    if isinstance(init, dict) and init.get("type") == "Normal":
+        return float(init.get("std", 0.01))
+    return None
+
+
+@MODELS.register_module()
+class MMClassifier(DynamicModule):
+    """Backbone + neck + linear head built from mmpretrain dicts, with a growable classifier.
+
+    Args:
+        backbone: mmpretrain backbone dict (e.g. ``dict(type='ResNet_CIFAR', depth=18)`` or
+            ``dict(type='CifarResNet', depth=32)``).
+        neck: neck dict (e.g. ``dict(type='GlobalAveragePooling')``) or None.
+        head: a linear head dict (``LinearClsHead`` or a subclass: it must own an ``fc`` layer),
+            with ``num_classes`` and ``in_channels``.
+        auto_grow: grow the head when a training experience brings labels beyond it (Avalanche's
+            model adaptation calls :meth:`adaptation`).
+    """
+
+    def __init__(self, backbone: dict, head: dict, neck: dict | None = None, auto_grow: bool = True):
+        super().__init__()
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck) if neck else None
+        self.head = MODELS.build(head)
+        if not isinstance(getattr(self.head, "fc", None), nn.Linear):
+            raise ConfigError(
+                f"model.head.type: {head.get('type')!r} has no linear 'fc' layer to grow; "
+                "use LinearClsHead (or a subclass)"
+            )
+        for part in (self.backbone, self.neck, self.head):
+            if part is not None and hasattr(part, "init_weights"):
+                part.init_weights()
+        self._new_row_std = _normal_std(head)
+        self.auto_grow = auto_grow
+        self.last_features: torch.Tensor | None = None
+
+    @property
+    def classifier(self) -> nn.Linear:
+        """The final linear layer (rows = classes)."""
+        return self.head.fc
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.fc.out_features
+
+    @property
+    def feature_dim(self) -> int:
+        return self.head.fc.in_features
+
+    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features: the input of the final linear layer."""
+        feats = self.backbone(x)
+        if self.neck is not None:
+            feats = self.neck(feats)
+        return self.head.pre_logits(feats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.extract_features(x)
+        self.last_features = features
+        return self.head.fc(features)
+
+    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"logits", "features"}`` in one forward."""
+        logits = self.forward(x)
+        return {"logits": logits, "features": self.last_features}
+
+    def backbone_parameters(self):
+        """Parameters of everything but the final linear layer."""
+        fc = {id(p) for p in self.head.fc.parameters()}
+        return [p for p in self.parameters() if id(p) not in fc]
+
+    def head_parameters(self):
+        return list(self.head.fc.parameters())
+
+    @torch.no_grad()
+    def grow(self, num_classes: int) -> bool:
+        """Widens the classifier to ``num_classes`` rows, keeping the old rows' weights.
+
+        The new ``fc`` replaces the old one under the same name, so Avalanche's ``update_optimizer``
+        swaps it into the optimizer (by parameter name) at the next ``make_optimizer``.
+
+        Returns:
+            bool: whether the head changed.
+        """
+        old = self.head.fc
+        if num_classes <= old.out_features:
+            return False
+        new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+        new = new.to(device=old.weight.device, dtype=old.weight.dtype)
+        if self._new_row_std is not None:
+            nn.init.normal_(new.weight, std=self._new_row_std)
+            if new.bias is not None:
+                nn.init.zeros_(new.bias)
+        new.weight[: old.out_features] = old.weight
+        if old.bias is not None:
+            new.bias[: old.out_features] = old.bias
+        self.head.fc = new
+        if hasattr(self.head, "num_classes"):
+            self.head.num_classes = num_classes
+        return True
+
+    def adaptation(self, experience) -> None:
+        """Grows the head to cover the labels of a training experience (hidden labels are -1)."""
+        if not (self.training and self.auto_grow):
+            return
+        classes = getattr(experience, "classes_in_this_experience", None)
+        if classes is None:
+            return
+        labels = [int(c) for c in classes if int(c) >= 0]
+        if labels:
+            self.grow(max(labels) + 1)
