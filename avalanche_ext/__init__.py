@@ -4,7 +4,6 @@ Importing the package applies the stack fixes in ``_compat`` first (torchvision'
 avalanche's ``$HOME`` config), so every entry point shares them.
 """
 
-import logging
 import warnings
 
 from avalanche_ext import _compat

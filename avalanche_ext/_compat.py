@@ -12,7 +12,13 @@ import sys
 
 import torch
 
-__all__ = ["patch_torchvision_ops", "patch_wandb", "isolate_avalanche_home", "torchvision_ops_missing", "quiet_mmengine"]
+__all__ = [
+    "patch_torchvision_ops",
+    "patch_wandb",
+    "isolate_avalanche_home",
+    "torchvision_ops_missing",
+    "quiet_mmengine",
+]
 
 # The op schemas torchvision's ``_meta_registrations`` registers fake kernels for unconditionally;
 # every other op there is guarded by ``torchvision.extension._has_ops()``.
@@ -36,7 +42,9 @@ def torchvision_ops_missing() -> bool:
         return False
     libs = []
     for location in spec.submodule_search_locations:
-        libs += glob.glob(os.path.join(location, "_C*.so")) + glob.glob(os.path.join(location, "_C*.pyd"))
+        libs += glob.glob(os.path.join(location, "_C*.so")) + glob.glob(
+            os.path.join(location, "_C*.pyd")
+        )
     for lib in libs:
         try:
             torch.ops.load_library(lib)
@@ -109,7 +117,9 @@ def isolate_avalanche_home(cache_dir: str | None = None) -> str:
     """
     root = cache_dir or os.environ.get("AVALANCHE_EXT_CACHE") or os.path.join(os.getcwd(), ".cache")
     if "avalanche.benchmarks.datasets.dataset_utils" in sys.modules:
-        return os.path.dirname(sys.modules["avalanche.benchmarks.datasets.dataset_utils"].AVALANCHE_CONFIG_ROOT)
+        return os.path.dirname(
+            sys.modules["avalanche.benchmarks.datasets.dataset_utils"].AVALANCHE_CONFIG_ROOT
+        )
     os.makedirs(root, exist_ok=True)
     old_home = os.environ.get("HOME")
     os.environ["HOME"] = os.path.abspath(root)

@@ -39,7 +39,9 @@ class ToTensor:
         return "ToTensor()"
 
 
-def build_pipeline(pipeline: Sequence[dict] | Callable | None, key: str = "pipeline") -> Callable | None:
+def build_pipeline(
+    pipeline: Sequence[dict] | Callable | None, key: str = "pipeline"
+) -> Callable | None:
     """Builds a ``v2.Compose`` from a list of transform dicts.
 
     Args:
@@ -50,5 +52,9 @@ def build_pipeline(pipeline: Sequence[dict] | Callable | None, key: str = "pipel
     if pipeline is None or callable(pipeline):
         return pipeline
     if not isinstance(pipeline, (list, tuple)):
-        raise ConfigError(f"{key}: expected a list of transform dicts, got {type(pipeline).__name__}")
-    return v2.Compose([build(TRANSFORMS, dict(t), key=f"{key}[{i}]") for i, t in enumerate(pipeline)])
+        raise ConfigError(
+            f"{key}: expected a list of transform dicts, got {type(pipeline).__name__}"
+        )
+    return v2.Compose(
+        [build(TRANSFORMS, dict(t), key=f"{key}[{i}]") for i, t in enumerate(pipeline)]
+    )

@@ -85,7 +85,9 @@ def _check_folder(folder: Path) -> None:
         if not path.is_file():
             raise ConfigError(f"{path}: missing (expected the official CIFAR-100 '{name}' pickle)")
         if _md5(path) != md5:
-            raise ConfigError(f"{path}: md5 mismatch (expected {md5}); the file is corrupt or foreign")
+            raise ConfigError(
+                f"{path}: md5 mismatch (expected {md5}); the file is corrupt or foreign"
+            )
 
 
 def find_cifar100(root: str | os.PathLike | None = None) -> Path:

@@ -30,17 +30,31 @@ class MMClassifier(DynamicModule):
 
     Args:
         backbone: mmpretrain backbone dict (e.g. ``dict(type='ResNet_CIFAR', depth=18)`` or
-            ``dict(type='CifarResNet', depth=32)``).
+            ``dict(type='CifarResNet', depth=32)``), or None when the inputs are features already.
         neck: neck dict (e.g. ``dict(type='GlobalAveragePooling')``) or None.
         head: a linear head dict (``LinearClsHead`` or a subclass: it must own an ``fc`` layer),
             with ``num_classes`` and ``in_channels``.
-        auto_grow: grow the head when a training experience brings labels beyond it (Avalanche's
-            model adaptation calls :meth:`adaptation`).
+        auto_grow: grow the head when an experience brings labels beyond it (Avalanche's model
+            adaptation calls :meth:`adaptation`, for training and evaluation experiences alike, as
+            Avalanche's ``IncrementalClassifier`` does).
+        mask_unseen: in eval mode, give classes the model was never trained on (rows added only to
+            evaluate future experiences) the logit ``-1000`` (Avalanche's ``IncrementalClassifier``
+            masking), so they are never predicted.
     """
 
-    def __init__(self, backbone: dict, head: dict, neck: dict | None = None, auto_grow: bool = True):
+    MASK_VALUE = -1000.0
+
+    def __init__(
+        self,
+        head: dict,
+        backbone: dict | None = None,
+        neck: dict | None = None,
+        auto_grow: bool = True,
+        mask_unseen: bool = True,
+    ):
         super().__init__()
-        self.backbone = MODELS.build(backbone)
+        # backbone=None: inputs are already features (e.g. CLEAR's precomputed ones): a linear probe.
+        self.backbone = MODELS.build(backbone) if backbone else None
         self.neck = MODELS.build(neck) if neck else None
         self.head = MODELS.build(head)
         if not isinstance(getattr(self.head, "fc", None), nn.Linear):
@@ -53,6 +67,9 @@ class MMClassifier(DynamicModule):
                 part.init_weights()
         self._new_row_std = _normal_std(head)
         self.auto_grow = auto_grow
+        self.mask_unseen = mask_unseen
+        # Rows that have been trained (or were created for training by grow()); the rest are masked.
+        self.register_buffer("active", torch.ones(self.head.fc.out_features, dtype=torch.bool))
         self.last_features: torch.Tensor | None = None
 
     @property
@@ -70,7 +87,7 @@ class MMClassifier(DynamicModule):
 
     def extract_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features: the input of the final linear layer."""
-        feats = self.backbone(x)
+        feats = self.backbone(x) if self.backbone is not None else (x.flatten(1),)
         if self.neck is not None:
             feats = self.neck(feats)
         return self.head.pre_logits(feats)
@@ -78,7 +95,10 @@ class MMClassifier(DynamicModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.extract_features(x)
         self.last_features = features
-        return self.head.fc(features)
+        logits = self.head.fc(features)
+        if self.mask_unseen and not self.training and not bool(self.active.all()):
+            logits = logits.masked_fill(~self.active, self.MASK_VALUE)
+        return logits
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"logits", "features"}`` in one forward."""
@@ -94,16 +114,23 @@ class MMClassifier(DynamicModule):
         return list(self.head.fc.parameters())
 
     @torch.no_grad()
-    def grow(self, num_classes: int) -> bool:
+    def grow(self, num_classes: int, activate: bool = True) -> bool:
         """Widens the classifier to ``num_classes`` rows, keeping the old rows' weights.
 
         The new ``fc`` replaces the old one under the same name, so Avalanche's ``update_optimizer``
         swaps it into the optimizer (by parameter name) at the next ``make_optimizer``.
 
+        Args:
+            num_classes: the new number of rows (no-op when not larger).
+            activate: mark the new rows as trained-on (plugins growing the head for new classes);
+                False for rows added only so that a future experience can be evaluated.
+
         Returns:
             bool: whether the head changed.
         """
         old = self.head.fc
+        if activate and num_classes <= old.out_features:
+            self.active[:num_classes] = True
         if num_classes <= old.out_features:
             return False
         new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
@@ -116,17 +143,23 @@ class MMClassifier(DynamicModule):
         if old.bias is not None:
             new.bias[: old.out_features] = old.bias
         self.head.fc = new
+        extra = torch.full((num_classes - old.out_features,), activate, dtype=torch.bool)
+        self.active = torch.cat([self.active, extra.to(self.active.device)])
         if hasattr(self.head, "num_classes"):
             self.head.num_classes = num_classes
         return True
 
     def adaptation(self, experience) -> None:
-        """Grows the head to cover the labels of a training experience (hidden labels are -1)."""
-        if not (self.training and self.auto_grow):
+        """Grows the head to cover the labels of an experience (hidden labels, -1, are ignored);
+        only training experiences mark their classes as trained-on."""
+        if not self.auto_grow:
             return
         classes = getattr(experience, "classes_in_this_experience", None)
         if classes is None:
             return
         labels = [int(c) for c in classes if int(c) >= 0]
-        if labels:
-            self.grow(max(labels) + 1)
+        if not labels:
+            return
+        self.grow(max(labels) + 1, activate=False)
+        if self.training:
+            self.active[torch.as_tensor(labels, device=self.active.device)] = True

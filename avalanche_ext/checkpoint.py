@@ -1,0 +1,164 @@
+"""Checkpoints that ``torch.load(weights_only=True)`` can read: state dicts, tensors and plain types.
+
+Also snapshots the state of Avalanche's evaluation metrics and clock (plain attributes), so a resumed
+run logs the same forgetting/accuracy values as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from avalanche_ext.errors import ConfigError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "capture_state",
+    "get_rng_state",
+    "load_checkpoint",
+    "restore_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
+
+CHECKPOINT_FORMAT = "avalanche-ext-checkpoint-v1"
+_PLAIN = (int, float, str, bool, type(None), torch.Tensor)
+_RECURSE_PREFIXES = ("avalanche.evaluation", "avalanche.training.plugins.clock")
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, (str, int)) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def capture_state(obj: Any, _depth: int = 0) -> dict[str, Any]:
+    """Plain-typed attributes of ``obj`` and, recursively, of its Avalanche metric sub-objects.
+
+    Lists and tuples are stored as lists; objects from ``avalanche.evaluation`` (metrics, ``Mean``,
+    ``Forgetting``...) and the clock are descended into; anything else is left out.
+    """
+    state: dict[str, Any] = {}
+    if _depth > 6:
+        return state
+    items = (
+        obj.items() if isinstance(obj, (list, tuple)) is False and isinstance(obj, dict) else None
+    )
+    if items is None and isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    if items is None:
+        items = vars(obj).items() if hasattr(obj, "__dict__") else []
+    for name, value in items:
+        if _is_plain(value):
+            state[str(name)] = {"v": _to_plain(value)}
+        elif isinstance(value, (list, tuple)) or (
+            type(value).__module__.startswith(_RECURSE_PREFIXES)
+        ):
+            state[str(name)] = {"o": capture_state(value, _depth + 1)}
+    return state
+
+
+def restore_state(obj: Any, state: Mapping[str, Any]) -> None:
+    """Writes a :func:`capture_state` snapshot back; containers are updated in place (so a
+    ``defaultdict`` keeps its factory), tuples come back as tuples where the current value is one."""
+    for name, entry in state.items():
+        if isinstance(obj, (list, tuple)):
+            index = int(name)
+            if index >= len(obj):
+                continue
+            current = obj[index]
+        elif isinstance(obj, dict):
+            current = obj.get(name)
+        else:
+            current = getattr(obj, name, None)
+        if "o" in entry:
+            if current is not None:
+                restore_state(current, entry["o"])
+            continue
+        value = entry["v"]
+        if isinstance(current, dict) and isinstance(value, dict):
+            current.clear()
+            current.update(
+                {
+                    k: tuple(v) if isinstance(v, list) and _tuple_values(current) else v
+                    for k, v in value.items()
+                }
+            )
+            continue
+        if isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if isinstance(obj, list):
+            obj[int(name)] = value
+        elif isinstance(obj, dict):
+            obj[name] = value
+        else:
+            setattr(obj, name, value)
+
+
+def _tuple_values(container: dict) -> bool:
+    factory = getattr(container, "default_factory", None)
+    return factory is not None and isinstance(factory(), tuple)
+
+
+def get_rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as tensors and plain types."""
+    np_state = np.random.get_state()
+    return {
+        "python": _to_plain(random.getstate()),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np_state[1].numpy().astype(np.uint32), *np_state[2:]))
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Writes atomically (temp file + rename): a crash never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, key: str = "resume") -> dict[str, Any]:
+    """Loads with ``weights_only=True``.
+
+    Raises:
+        ConfigError: missing, truncated or foreign file (naming ``key`` and the path).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{key}: checkpoint {path} not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{key}: {path} is truncated or not a checkpoint ({first})") from None
+    return payload

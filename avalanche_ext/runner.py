@@ -1,0 +1,573 @@
+"""The experiment runner: ``run(cfg) -> results``, the API ``train_config.py`` is a thin CLI over.
+
+Builds scenario, model, plugins, evaluator and strategy from the config (so a bad config fails before
+anything is written), trains over the stream, evaluates after each experience, checkpoints, resumes,
+and writes ``results.json`` plus the report into a fresh timestamped run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.config import Config
+
+from avalanche_ext import builders
+from avalanche_ext.checkpoint import (
+    capture_state,
+    get_rng_state,
+    load_checkpoint,
+    restore_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from avalanche_ext.errors import ConfigError
+from avalanche_ext.recorder import PredictionRecorder
+from avalanche_ext.scenario import BuiltScenario, stream_summary
+from avalanche_ext.utils.jsonable import to_jsonable
+
+__all__ = ["run", "resolve_device", "make_run_dir", "find_resume_checkpoint", "Experiment"]
+
+_ACC_EXP = re.compile(r"^Top1_Acc_Exp/eval_phase/(?P<stream>[^/]+)(?:/Task\d+)?/Exp(?P<exp>\d+)$")
+_VERSIONED = (
+    "torch",
+    "torchvision",
+    "avalanche-lib",
+    "mmpretrain",
+    "mmengine",
+    "mmcv-lite",
+    "numpy",
+    "scikit-learn",
+    "faiss-cpu",
+)
+# Plugins whose state is rebuilt from the config (nothing to checkpoint).
+_STATELESS_PLUGINS = {
+    "ExperienceLRScheduler",
+    "PredictionRecorder",
+    "EvaluationPlugin",
+    "LRSchedulerPlugin",
+    "EarlyStoppingPlugin",
+    "SupervisedPlugin",
+}
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; asking for CUDA without it is a user error.
+
+    Raises:
+        ConfigError: CUDA requested but unavailable, or an unknown device string.
+    """
+    name = (device or "cpu").strip()
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"--device: {err}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {name}: CUDA is not available on this machine; use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ConfigError(f"--device {name}: expected cpu, cuda or cuda:N")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name.replace("-lib", "").replace("-lite", "")] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def make_run_dir(work_dir: str | os.PathLike) -> Path:
+    """A new ``<work_dir>/<YYYYmmdd_HHMMSS>[_k]`` folder; earlier runs are never touched.
+
+    Raises:
+        ConfigError: the work dir cannot be created or written.
+    """
+    work = Path(work_dir)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        for k in range(1000):
+            run_dir = work / (stamp if k == 0 else f"{stamp}_{k}")
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise ConfigError(f"work_dir: cannot write {work} ({err.strerror or err})") from None
+    raise ConfigError(f"work_dir: too many runs started at {stamp} in {work}")
+
+
+def _point_latest(run_dir: Path) -> None:
+    """``<work_dir>/latest`` -> the run folder (a symlink; a text file where links are unsupported)."""
+    latest = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.{os.getpid()}"
+    try:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(tmp, latest)
+    except OSError:
+        if latest.is_symlink():
+            latest.unlink()
+        latest.write_text(run_dir.name)
+
+
+def find_resume_checkpoint(path: str | os.PathLike | None, work_dir: str | os.PathLike) -> Path:
+    """The checkpoint to resume: ``path`` (a file, or a run folder), else the newest run of ``work_dir``.
+
+    Raises:
+        ConfigError: no checkpoint to resume from.
+    """
+    candidates: list[Path] = []
+    if path:
+        p = Path(path)
+        if p.is_file():
+            return p
+        candidates = [p]
+    else:
+        work = Path(work_dir)
+        if work.is_dir():
+            candidates = sorted(
+                (d for d in work.iterdir() if d.is_dir() and not d.is_symlink()),
+                key=lambda d: d.name,
+                reverse=True,
+            )
+    for run_dir in candidates:
+        ckpt = run_dir / "checkpoints" / "latest.pth"
+        if ckpt.is_file():
+            return ckpt
+    where = path or work_dir
+    raise ConfigError(
+        f"--resume: no checkpoint found in {where} (expected <run>/checkpoints/latest.pth)"
+    )
+
+
+def _plugin_name(plugin: Any, index: int) -> str:
+    return f"{index}:{type(plugin).__name__}"
+
+
+def _float_metrics(values: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, value in values.items():
+        if isinstance(value, torch.Tensor):
+            value = value.item() if value.numel() == 1 else value.tolist()
+        if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+            out[name] = float(value)
+        elif isinstance(value, list):
+            out[name] = value
+    return out
+
+
+def load_weights(model: torch.nn.Module, path: str, key: str = "load_from") -> None:
+    """Loads model weights only (our checkpoints, plain state dicts, or mmpretrain's ``state_dict``).
+
+    Every key and shape is checked before anything is copied: a foreign file never half-loads.
+
+    Raises:
+        ConfigError: missing file, unreadable file, or keys/shapes that do not fit the model.
+    """
+    payload = load_checkpoint(path, key=key)
+    state = payload.get("model", payload.get("state_dict", payload))
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{key}: {path} holds no model state dict")
+    if "num_classes" in payload and hasattr(model, "grow"):
+        model.grow(int(payload["num_classes"]))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        detail = (missing and f"missing {missing[:3]}") or (
+            unexpected and f"unexpected {unexpected[:3]}"
+        )
+        detail = detail or f"shape mismatch for {wrong[:3]}"
+        raise ConfigError(f"{key}: {path} does not fit the model ({detail})")
+    model.load_state_dict(state)
+
+
+class Experiment:
+    """Everything built from one config; nothing is written until :meth:`train` runs.
+
+    Args:
+        cfg: the loaded config.
+        device: torch device string.
+        seed: overrides ``cfg.seed``.
+    """
+
+    def __init__(self, cfg: Config, device: str = "cpu", seed: int | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.seed = int(seed if seed is not None else cfg.get("seed", 0) or 0)
+        seed_everything(self.seed)
+        self.scenario: BuiltScenario = builders.build_scenario(cfg.scenario)
+        self.model = builders.build_model(cfg.model)
+        builders.check_num_classes(self.model, self.scenario)
+        strategy_cfg = cfg.cl_strategy
+        self.plugins = builders.build_plugins(strategy_cfg.get("plugins"))
+        builders.build_optimizer(strategy_cfg.get("optimizer"), self.model)  # validate early
+        builders.build_criterion(strategy_cfg.get("loss"))
+        for i, metric in enumerate(cfg.get("metrics") or []):
+            builders._check_metric(metric, self.scenario, f"metrics[{i}]")
+
+    def describe(self) -> dict[str, Any]:
+        """The ``--dry-run`` summary."""
+        bench = self.scenario.benchmark
+        return {
+            "scenario": self.scenario.info.get("type")
+            or self.cfg.scenario.get("type")
+            or self.cfg.scenario.get("dataset_type"),
+            "num_classes": self.scenario.num_classes,
+            "train_stream": stream_summary(bench.train_stream),
+            "test_stream": stream_summary(bench.test_stream),
+            "eval_streams": {k: stream_summary(s) for k, s in self.scenario.eval_streams.items()},
+            "model": {
+                "type": type(self.model).__name__,
+                "backbone": (self.cfg.model.get("backbone") or {}).get("type"),
+                "num_classes": getattr(self.model, "num_classes", None),
+                "num_params": int(sum(p.numel() for p in self.model.parameters())),
+            },
+            "strategy": self.cfg.cl_strategy.get("type"),
+            "plugins": [type(p).__name__ for p in self.plugins],
+            "device": str(self.device),
+            "seed": self.seed,
+        }
+
+
+def _accuracy_row(metrics: dict[str, float], stream: str, n: int) -> list[float | None]:
+    row: list[float | None] = [None] * n
+    for name, value in metrics.items():
+        m = _ACC_EXP.match(name)
+        if m and m.group("stream") == stream and int(m.group("exp")) < n:
+            row[int(m.group("exp"))] = float(value)
+    return row
+
+
+def _stream_metric(metrics: dict[str, float], prefix: str, stream: str) -> float | None:
+    base = f"{prefix}/eval_phase/{stream}"
+    for name, value in metrics.items():
+        if name == base or name.startswith(base + "/"):
+            return float(value)
+    return None
+
+
+def run(
+    cfg: Config,
+    device: str = "cpu",
+    work_dir: str | None = None,
+    seed: int | None = None,
+    resume: str | bool | None = None,
+    dry_run: bool = False,
+    config_path: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Runs one experiment.
+
+    Args:
+        cfg: a loaded config (:func:`avalanche_ext.config.load_config`).
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        work_dir: overrides ``cfg.work_dir`` (default ``work_dirs/<config name>``).
+        seed: overrides ``cfg.seed``.
+        resume: True (newest checkpoint of the work dir) or a checkpoint / run-folder path.
+        dry_run: build everything, train nothing, return the stream description.
+        config_path: the config file, recorded in results.json.
+        progress: called with one-line progress messages (the CLI prints them).
+
+    Returns:
+        The results dict (also written to ``<run_dir>/results.json``), or the description on dry run.
+
+    Raises:
+        ConfigError: any user mistake (config, data, device, work dir, checkpoint).
+    """
+    say = progress or (lambda _msg: None)
+    t_start = time.time()
+    exp = Experiment(cfg, device=device, seed=seed)
+    if dry_run:
+        return exp.describe()
+
+    name = Path(config_path).stem if config_path else "run"
+    work = Path(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
+    checkpoint = None
+    if resume:
+        ckpt_path = find_resume_checkpoint(None if resume is True else resume, work)
+        checkpoint = load_checkpoint(ckpt_path, key="--resume")
+        if checkpoint.get("format") is None:
+            raise ConfigError(f"--resume: {ckpt_path} is not an avalanche-ext checkpoint")
+        run_dir = ckpt_path.parent.parent
+    else:
+        run_dir = make_run_dir(work)
+    try:
+        return _train(exp, cfg, run_dir, checkpoint, config_path, say, t_start)
+    except BaseException:
+        if checkpoint is None and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+
+
+def _train(
+    exp: Experiment,
+    cfg: Config,
+    run_dir: Path,
+    checkpoint: dict | None,
+    config_path: str | None,
+    say: Callable[[str], None],
+    t_start: float,
+) -> dict[str, Any]:
+    scenario = exp.scenario
+    if checkpoint is None:
+        cfg.dump(str(run_dir / "config.py"))
+    if cfg.get("load_from"):
+        load_weights(exp.model, cfg.load_from)
+    loggers = builders.build_loggers(cfg.get("loggers"), str(run_dir))
+    evaluator = builders.build_evaluator(cfg.get("metrics"), loggers, scenario)
+    recorder = PredictionRecorder()
+    strategy = builders.build_strategy(
+        cfg.cl_strategy, exp.model, evaluator, exp.device, plugins=exp.plugins + [recorder]
+    )
+    # Facts the plugins read through the strategy (docs/contracts.md).
+    strategy.num_known_classes = scenario.initial_num_classes or scenario.num_classes
+    strategy.scenario_info = scenario.info
+
+    bench = scenario.benchmark
+    train_stream = list(bench.train_stream)
+    n_test = len(list(bench.test_stream))
+    results: dict[str, Any] = {
+        "config": str(config_path) if config_path else None,
+        "work_dir": str(run_dir.parent),
+        "run_dir": str(run_dir),
+        "seed": exp.seed,
+        "device": str(exp.device),
+        "versions": versions(),
+        "scenario": {
+            "type": exp.describe()["scenario"],
+            "num_classes": scenario.num_classes,
+            "class_names": scenario.class_names,
+            "train_stream": stream_summary(bench.train_stream),
+            "test_stream": stream_summary(bench.test_stream),
+            **{k: v for k, v in scenario.info.items() if k != "type"},
+        },
+        "experiences": [],
+        "accuracy_matrix": [],
+        "per_class_accuracy_before_update": None,
+    }
+    start = 0
+    if checkpoint is not None:
+        start = _restore(checkpoint, exp, strategy, evaluator, results)
+        say(f"resumed from experience {start} of {len(train_stream)} ({run_dir})")
+
+    interval = int((cfg.get("checkpoint_config") or {}).get("interval", 0) or 0)
+    discovery_log: list[dict[str, Any]] = []
+    for i in range(start, len(train_stream)):
+        experience = train_stream[i]
+        say(f"experience {i + 1}/{len(train_stream)}: {len(experience.dataset)} training samples")
+        is_last = i == len(train_stream) - 1
+        t0 = time.time()
+        strategy.train(experience)
+        train_time = time.time() - t0
+        if is_last and len(train_stream) > 1 and scenario.hidden_labels:
+            results["per_class_accuracy_before_update"] = results.get("_pca_prev")
+        t0 = time.time()
+        strategy.eval(bench.test_stream)
+        for stream in scenario.eval_streams.values():
+            strategy.eval(stream)
+        eval_time = time.time() - t0
+        metrics = _float_metrics(evaluator.get_last_metrics())
+        eval_images = sum(len(e.dataset) for e in bench.test_stream) + sum(
+            len(e.dataset) for s in scenario.eval_streams.values() for e in s
+        )
+        epochs = int(getattr(strategy, "train_epochs", 1))
+        results["experiences"].append(
+            {
+                "index": i,
+                "classes": stream_summary([experience])[0]["classes"],
+                "train_time_s": train_time,
+                "eval_time_s": eval_time,
+                "train_images": len(experience.dataset) * epochs,
+                "eval_images": eval_images,
+                "train_images_per_s": len(experience.dataset) * epochs / max(train_time, 1e-9),
+                "eval_images_per_s": eval_images / max(eval_time, 1e-9),
+                "eval": metrics,
+            }
+        )
+        results["accuracy_matrix"].append(
+            _accuracy_row(metrics, bench.test_stream.name + "_stream", n_test)
+        )
+        y, p = recorder.stream(bench.test_stream.name)
+        results["_pca_prev"] = _per_class(y, p, scenario.num_classes)
+        if i in scenario.hidden_labels:
+            discovery_log.append(_discovery_training_facts(strategy, scenario, i))
+        if interval and ((i + 1) % interval == 0 or is_last):
+            _save(run_dir, i + 1, exp, strategy, evaluator, results)
+        say(
+            f"experience {i + 1}/{len(train_stream)} done in {train_time:.1f}s; "
+            f"test accuracy {_stream_metric(metrics, 'Top1_Acc_Stream', 'test_stream') or 0:.4f}"
+        )
+
+    results.pop("_pca_prev", None)
+    results = _finalize(
+        results, exp, strategy, recorder, evaluator, discovery_log, run_dir, cfg, t_start
+    )
+    for logger in strategy.evaluator.loggers:
+        if hasattr(logger, "close"):
+            logger.close()
+    _point_latest(run_dir)
+    say(f"results: {run_dir / 'results.json'}")
+    return results
+
+
+def _per_class(y: torch.Tensor, p: torch.Tensor, num_classes: int) -> list[float | None]:
+    out: list[float | None] = []
+    for c in range(num_classes):
+        mask = y == c
+        out.append(float((p[mask] == c).float().mean()) if mask.any() else None)
+    return out
+
+
+def _discovery_training_facts(strategy, scenario: BuiltScenario, index: int) -> dict[str, Any]:
+    """What the gate pooled and the clustering assigned on discovery experience ``index``, with the
+    hidden labels (evaluation only) needed to score them."""
+    facts: dict[str, Any] = {"experience": index, "true_labels": scenario.hidden_labels[index]}
+    pool = getattr(strategy, "novel_pool", None)
+    if pool is not None and getattr(pool, "experience_index", index) == index:
+        facts["pool_indices"] = pool.indices.detach().cpu()
+        facts["all_scores"] = getattr(pool, "all_scores", None)
+        facts["threshold"] = getattr(pool, "threshold", None)
+    pseudo = getattr(strategy, "pseudo_labels", None)
+    if pseudo is not None:
+        facts["pseudo_labels"] = pseudo.detach().cpu()
+    return facts
+
+
+def _save(run_dir: Path, next_exp: int, exp: Experiment, strategy, evaluator, results) -> None:
+    plugin_states = {}
+    for i, plugin in enumerate(strategy.plugins):
+        if hasattr(plugin, "state_dict") and not isinstance(plugin, torch.nn.Module):
+            plugin_states[_plugin_name(plugin, i)] = plugin.state_dict()
+    payload = {
+        "next_experience": next_exp,
+        "model": exp.model.state_dict(),
+        "num_classes": int(getattr(exp.model, "num_classes", 0) or 0),
+        "optimizer": strategy.optimizer.state_dict(),
+        "plugins": plugin_states,
+        "evaluator": capture_state(evaluator),
+        "clock": capture_state(strategy.clock),
+        "rng": get_rng_state(),
+        "results": json.loads(json.dumps(to_jsonable(results))),
+        "seed": exp.seed,
+    }
+    ckpt_dir = run_dir / "checkpoints"
+    save_checkpoint(ckpt_dir / f"experience_{next_exp}.pth", payload)
+    shutil.copyfile(ckpt_dir / f"experience_{next_exp}.pth", ckpt_dir / "latest.tmp")
+    os.replace(ckpt_dir / "latest.tmp", ckpt_dir / "latest.pth")
+
+
+def _restore(ckpt: dict, exp: Experiment, strategy, evaluator, results: dict) -> int:
+    if ckpt.get("seed") != exp.seed:
+        raise ConfigError(
+            f"--resume: the checkpoint was made with seed {ckpt.get('seed')}, not {exp.seed}"
+        )
+    if hasattr(exp.model, "grow"):
+        exp.model.grow(int(ckpt.get("num_classes", 0)))
+    exp.model.load_state_dict(ckpt["model"])
+    exp.model.to(exp.device)
+    # The optimizer must see the (possibly grown) parameters before its state is loaded.
+    strategy.optimizer.param_groups[0]["params"] = list(exp.model.parameters())
+    strategy.optimized_param_id = None
+    for i, plugin in enumerate(strategy.plugins):
+        name = _plugin_name(plugin, i)
+        if name in ckpt["plugins"]:
+            plugin.load_state_dict(ckpt["plugins"][name])
+        elif type(plugin).__name__ not in _STATELESS_PLUGINS and not isinstance(
+            plugin, PredictionRecorder
+        ):
+            raise ConfigError(
+                f"--resume: plugin {type(plugin).__name__} keeps state that it cannot checkpoint "
+                "(no state_dict); rerun without --resume"
+            )
+    try:
+        strategy.optimizer.load_state_dict(ckpt["optimizer"])
+    except ValueError as err:
+        raise ConfigError(f"--resume: optimizer state does not fit ({err})") from None
+    restore_state(evaluator, ckpt["evaluator"])
+    restore_state(strategy.clock, ckpt["clock"])
+    saved = ckpt["results"]
+    results["experiences"] = saved["experiences"]
+    results["accuracy_matrix"] = saved["accuracy_matrix"]
+    results["_pca_prev"] = saved.get("_pca_prev")
+    results["per_class_accuracy_before_update"] = saved.get("per_class_accuracy_before_update")
+    set_rng_state(ckpt["rng"])
+    return int(ckpt["next_experience"])
+
+
+def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_dir, cfg, t_start):
+    from avalanche_ext.report import summarize, write_report  # noqa: PLC0415
+
+    scenario = exp.scenario
+    last = results["experiences"][-1]["eval"] if results["experiences"] else {}
+    results["final"] = {
+        "stream_accuracy": _stream_metric(last, "Top1_Acc_Stream", "test_stream"),
+        "stream_forgetting": _stream_metric(last, "StreamForgetting", "test_stream"),
+    }
+    y, p = recorder.stream(scenario.benchmark.test_stream.name)
+    n = scenario.num_classes
+    results["per_class_accuracy"] = _per_class(y, p, n)
+    cm = torch.zeros(n, n, dtype=torch.long)
+    valid = (y >= 0) & (y < n) & (p >= 0) & (p < n)
+    cm.index_put_(
+        (y[valid], p[valid]), torch.ones(int(valid.sum()), dtype=torch.long), accumulate=True
+    )
+    results["confusion_matrix"] = cm.tolist()
+    if scenario.info.get("novel_classes"):
+        from avalanche_ext.metrics.discovery import discovery_summary  # noqa: PLC0415
+
+        all_name = "all_test" if "all_test" in scenario.eval_streams else None
+        y_all, p_all = recorder.stream(scenario.eval_streams[all_name].name) if all_name else (y, p)
+        results["discovery"] = discovery_summary(
+            y_all, p_all, scenario.info["known_classes"], discovery_log, cfg.get("discovery", {})
+        )
+    total_train = sum(e["train_time_s"] for e in results["experiences"])
+    total_eval = sum(e["eval_time_s"] for e in results["experiences"])
+    results["timing"] = {
+        "total_s": time.time() - t_start,
+        "train_s": total_train,
+        "eval_s": total_eval,
+        "train_images_per_s": sum(e["train_images"] for e in results["experiences"])
+        / max(total_train, 1e-9),
+        "eval_images_per_s": sum(e["eval_images"] for e in results["experiences"])
+        / max(total_eval, 1e-9),
+        "device": str(exp.device),
+    }
+    results["long_tail_config"] = dict(cfg.get("long_tail", {}) or {})
+    summarize(results)
+    results["artifacts"] = {}
+    results = to_jsonable(results)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+    artifacts = write_report(results, str(run_dir))
+    results["artifacts"] = artifacts
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+    return results

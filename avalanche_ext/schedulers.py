@@ -1,0 +1,77 @@
+"""Learning-rate schedules from config, rebuilt at the start of every training experience.
+
+Any ``torch.optim.lr_scheduler`` type works; ``'auto'`` for ``total_steps`` / ``T_max`` / ``epochs``
+is replaced by this experience's length, so a one-cycle or cosine schedule spans each experience
+whatever its size (Avalanche's ``LRSchedulerPlugin`` needs those numbers fixed up front).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from avalanche.core import SupervisedPlugin
+
+from avalanche_ext.registry import SCHEDULERS, build, resolve_type
+
+__all__ = ["ExperienceLRScheduler", "resolve_auto"]
+
+_AUTO_KEYS = ("total_steps", "T_max", "total_iters", "epochs", "steps_per_epoch")
+
+
+def resolve_auto(cfg: dict, iterations_per_epoch: int, epochs: int, by_iteration: bool) -> dict:
+    """Replaces ``'auto'`` values with the experience's schedule length.
+
+    Args:
+        cfg: scheduler config (without ``by_iteration``).
+        iterations_per_epoch: minibatches per epoch of this experience.
+        epochs: training epochs per experience.
+        by_iteration: whether the scheduler steps every iteration (else every epoch).
+    """
+    out = dict(cfg)
+    length = iterations_per_epoch * epochs if by_iteration else epochs
+    for key in _AUTO_KEYS:
+        if out.get(key) == "auto":
+            out[key] = {"epochs": epochs, "steps_per_epoch": iterations_per_epoch}.get(key, length)
+    return out
+
+
+class ExperienceLRScheduler(SupervisedPlugin):
+    """Builds the configured scheduler at each training experience and steps it.
+
+    The learning rates are reset to their configured values at each experience (as Avalanche's
+    ``LRSchedulerPlugin(reset_lr=True, reset_scheduler=True)`` does).
+
+    Args:
+        scheduler: the ``cl_strategy.scheduler`` dict; extra key ``by_iteration`` (default: True for
+            ``OneCycleLR``, False otherwise) chooses per-iteration or per-epoch stepping.
+    """
+
+    def __init__(self, scheduler: dict[str, Any]):
+        super().__init__()
+        cfg = dict(scheduler)
+        name = cfg.get("type")
+        resolve_type(SCHEDULERS, str(name), "cl_strategy.scheduler")
+        self.by_iteration = bool(cfg.pop("by_iteration", name == "OneCycleLR"))
+        self.cfg = cfg
+        self.scheduler = None
+        self._base_lrs: list[float] | None = None
+
+    def before_training_exp(self, strategy, **kwargs):
+        optimizer = strategy.optimizer
+        if self._base_lrs is None or len(self._base_lrs) != len(optimizer.param_groups):
+            self._base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+        for group, lr in zip(optimizer.param_groups, self._base_lrs):
+            group["lr"] = lr
+            group.pop("initial_lr", None)
+        cfg = resolve_auto(
+            self.cfg, len(strategy.dataloader), strategy.train_epochs, self.by_iteration
+        )
+        self.scheduler = build(SCHEDULERS, cfg, key="cl_strategy.scheduler", optimizer=optimizer)
+
+    def after_training_iteration(self, strategy, **kwargs):
+        if self.by_iteration and self.scheduler is not None:
+            self.scheduler.step()
+
+    def after_training_epoch(self, strategy, **kwargs):
+        if not self.by_iteration and self.scheduler is not None:
+            self.scheduler.step()

@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Run one continual-learning experiment from an OpenMMLab-style config.
+
+    python train_config.py CONFIG [--device cpu|cuda|cuda:N] [--work-dir DIR]
+        [--cfg-options k=v ...] [--seed N] [--resume [PATH]] [--dry-run] [--debug]
+
+A thin CLI over :func:`avalanche_ext.runner.run`. User mistakes end with one ``error: ...`` line on
+stderr and exit code 2 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+if os.getcwd() not in sys.path:
+    sys.path.insert(1, os.getcwd())  # so custom_imports finds the user's own modules
+
+from mmengine.config import DictAction  # noqa: E402
+
+import avalanche_ext  # noqa: E402, F401  (import fixes first)
+from avalanche_ext.errors import ConfigError  # noqa: E402
+
+EXIT_USER_ERROR = 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", help="config file (configs/... or config/...)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--work-dir", help="where run folders go (default: work_dirs/<config name>)"
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        default=None,
+        help="override config keys, e.g. cl_strategy.train_epochs=2",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        help="continue the newest run of the work dir, or the given checkpoint/run folder",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build everything, train nothing, print the streams as JSON",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        from avalanche_ext.config import load_config  # noqa: PLC0415
+        from avalanche_ext.runner import run  # noqa: PLC0415
+
+        cfg = load_config(args.config, args.cfg_options)
+        result = run(
+            cfg,
+            device=args.device,
+            work_dir=args.work_dir,
+            seed=args.seed,
+            resume=args.resume,
+            dry_run=args.dry_run,
+            config_path=args.config,
+            progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
+    except ConfigError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    if args.dry_run:
+        print(json.dumps(result, indent=2))
+    else:
+        final = result.get("final", {})
+        print(
+            json.dumps(
+                {
+                    "run_dir": result.get("run_dir"),
+                    "final": final,
+                    "report": result.get("artifacts", {}).get("report_md"),
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
