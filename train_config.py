@@ -20,15 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 if os.getcwd() not in sys.path:
     sys.path.insert(1, os.getcwd())  # so custom_imports finds the user's own modules
 
-from mmengine.config import DictAction  # noqa: E402
-
-import avalanche_ext  # noqa: E402, F401  (import fixes first)
+import avalanche_ext  # noqa: E402, F401  (import fixes first, before mmengine/torchvision)
 from avalanche_ext.errors import ConfigError  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from mmengine.config import DictAction  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="config file (configs/... or config/...)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
