@@ -1,0 +1,1 @@
+"""Continual-learning plugins and strategies, one per module; each registers itself in PLUGINS."""

@@ -1,0 +1,214 @@
+"""Tests of LwFPlugin: the loss it adds, task-label independence, the alpha schedule, checkpoints.
+
+Hand-computed cases use a one-input linear model; the stream cases run Avalanche's Naive strategy.
+"""
+
+import avalanche_ext  # noqa: F401  (stack fixes before avalanche imports torchvision)
+
+# isort: split
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from avalanche.benchmarks import tensors_benchmark
+from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
+from avalanche.training.plugins import LwFPlugin as AvalancheLwFPlugin
+from avalanche.training.supervised import Naive
+from torch import nn
+
+from avalanche_ext.registry import PLUGINS
+from strategies.lwf import LwFPlugin, frozen_copy
+
+LN3 = math.log(3.0)
+
+
+def linear(weights: list[float]) -> nn.Linear:
+    """A 1 -> len(weights) linear layer without bias: logits = x * weights."""
+    layer = nn.Linear(1, len(weights), bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(weights).unsqueeze(1))
+    return layer
+
+
+def fake_strategy(model: nn.Module, x: torch.Tensor) -> SimpleNamespace:
+    return SimpleNamespace(model=model, mb_x=x, device="cpu", loss=torch.zeros(()))
+
+
+def distill_step(plugin: LwFPlugin, strategy: SimpleNamespace, student: nn.Module) -> torch.Tensor:
+    """Runs one minibatch of ``student`` through ``before_backward`` and returns the added loss."""
+    strategy.model = student
+    strategy.mb_output = student(strategy.mb_x)
+    strategy.loss = torch.zeros(())
+    plugin.before_backward(strategy)
+    return strategy.loss
+
+
+def test_loss_added_matches_hand_computed_value_and_backpropagates():
+    x = torch.ones(1, 1)
+    plugin = LwFPlugin(alpha=0.5, temperature=1.0)
+    strategy = fake_strategy(linear([LN3, 0.0]), x)  # teacher logits [ln3, 0]
+    assert distill_step(plugin, strategy, strategy.model).item() == 0.0  # first experience
+    plugin.after_training_exp(strategy)
+    assert plugin.num_old_classes == 2 and strategy.old_model is plugin.old_model
+    assert not plugin.old_model.training
+    assert not any(p.requires_grad for p in plugin.old_model.parameters())
+    # grown student: logits [0, 0, 5]; only the 2 old columns are distilled
+    # KL([3/4, 1/4] || [1/2, 1/2]) = 3/4 ln(3/2) + 1/4 ln(1/2) = 0.130812; T^2 = 1
+    # added loss = alpha * 0.130812 = 0.065406
+    student = linear([0.0, 0.0, 5.0])
+    loss = distill_step(plugin, strategy, student)
+    assert loss.item() == pytest.approx(0.065406, abs=1e-6)
+    assert plugin.last_loss == pytest.approx(0.065406, abs=1e-6)
+    loss.backward()  # the teacher's output came from inference mode: must still be usable
+    # d/dw_j = alpha * (p_s - p_t)_j * x = 0.5 * [1/2 - 3/4, 1/2 - 1/4, 0] = [-0.125, 0.125, 0]
+    assert student.weight.grad.squeeze(1).tolist() == pytest.approx([-0.125, 0.125, 0.0])
+
+
+def test_t_squared_factor():
+    x = torch.ones(1, 1)
+    plugin = LwFPlugin(alpha=1.0, temperature=2.0)
+    strategy = fake_strategy(linear([LN3, 0.0]), x)
+    plugin.after_training_exp(strategy)
+    loss = distill_step(plugin, strategy, linear([0.0, 0.0]))
+    # plain KL at T = 2 (no factor) = 0.036341; the plugin adds T^2 * KL = 4 * 0.036341 = 0.145363
+    plain_kl = F.kl_div(
+        F.log_softmax(torch.zeros(1, 2) / 2, dim=1),
+        F.softmax(torch.tensor([[LN3, 0.0]]) / 2, dim=1),
+        reduction="batchmean",
+    )
+    assert plain_kl.item() == pytest.approx(0.036341, abs=1e-6)
+    assert loss.item() == pytest.approx(4 * plain_kl.item(), rel=1e-5)
+
+
+def test_alpha_schedule_per_experience():
+    plugin = LwFPlugin(alpha=[0.0, 0.5, 2.0], temperature=1.0)
+    assert [plugin.alpha_for(i) for i in range(5)] == [0.0, 0.5, 2.0, 2.0, 2.0]
+    x = torch.ones(1, 1)
+    strategy = fake_strategy(linear([LN3, 0.0]), x)
+    student = linear([0.0, 0.0])
+    added = []
+    for _ in range(4):  # experiences 1, 2, 3, 4 after a snapshot of the same teacher
+        strategy.model = linear([LN3, 0.0])
+        plugin.after_training_exp(strategy)
+        added.append(distill_step(plugin, strategy, student).item())
+    # KL = 0.130812 (T = 1) times alpha_1..4 = 0.5, 2, 2 (past the list: last value), 2
+    assert added == pytest.approx([0.5 * 0.130812] + [2 * 0.130812] * 3, abs=1e-6)
+    with pytest.raises(ValueError, match="empty"):
+        LwFPlugin(alpha=[])
+
+
+def test_reuses_a_snapshot_another_plugin_made_of_the_same_weights():
+    model = linear([LN3, 0.0])
+    strategy = fake_strategy(model, torch.ones(1, 1))
+    strategy.old_model = frozen_copy(model)  # e.g. set by the dual-teacher plugin
+    plugin = LwFPlugin()
+    plugin.after_training_exp(strategy)
+    assert plugin.old_model is strategy.old_model
+    stale = strategy.old_model
+    with torch.no_grad():
+        model.weight.add_(1.0)  # next experience trains the model further
+    plugin.after_training_exp(strategy)
+    assert plugin.old_model is not stale and strategy.old_model is plugin.old_model
+
+
+def test_frozen_copy_handles_tensors_cached_by_forward():
+    class Cached(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+            self.last_features = None
+
+        def forward(self, x):
+            self.last_features = x * 2 + self.fc.weight.sum()  # part of the autograd graph
+            return self.fc(x)
+
+    model = Cached()
+    model(torch.ones(1, 2))
+    teacher = frozen_copy(model)
+    assert teacher.last_features.grad_fn is None and model.last_features.grad_fn is not None
+
+
+def test_state_dict_round_trip_restores_the_teacher():
+    x = torch.ones(1, 1)
+    plugin = LwFPlugin(alpha=[1.0, 0.25], temperature=1.0)
+    strategy = fake_strategy(linear([LN3, 0.0]), x)
+    plugin.after_training_exp(strategy)
+    state = plugin.state_dict()
+    assert state["num_old_classes"] == 2 and state["experiences_trained"] == 1
+
+    restored = LwFPlugin(alpha=[1.0, 0.25], temperature=1.0)
+    restored.load_state_dict(state)
+    resumed = fake_strategy(linear([7.0, 7.0]), x)  # same architecture, other weights
+    restored.before_train_dataset_adaptation(resumed)
+    assert torch.equal(restored.old_model.weight, plugin.old_model.weight)
+    assert resumed.old_model is restored.old_model
+    # alpha_1 = 0.25: 0.25 * 0.130812 = 0.032703
+    assert distill_step(restored, resumed, linear([0.0, 0.0])).item() == pytest.approx(
+        0.032703, abs=1e-6
+    )
+
+
+def test_registered_names():
+    assert PLUGINS.get("LwFPlugin") is LwFPlugin
+    assert PLUGINS.get("AvalancheLwFPlugin") is AvalancheLwFPlugin
+
+
+class RecordAddedLoss(SupervisedPlugin):
+    """Wraps a plugin and records how much each of its before_backward calls adds to the loss."""
+
+    def __init__(self, inner: SupervisedPlugin):
+        super().__init__()
+        self.inner = inner
+        self.added: dict[int, list[float]] = {}
+
+    def before_backward(self, strategy, **kwargs):
+        before = float(strategy.loss)
+        self.inner.before_backward(strategy, **kwargs)
+        exp = strategy.experience.current_experience
+        self.added.setdefault(exp, []).append(float(strategy.loss) - before)
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.inner.after_training_exp(strategy, **kwargs)
+
+
+def run_both_plugins(task_labels: list[int]) -> tuple[RecordAddedLoss, RecordAddedLoss]:
+    """Two experiences (classes {0, 1} then {2, 3}) with the given task labels, one single-head
+    model, both plugins on the same strategy (same model, same minibatches)."""
+    torch.manual_seed(0)
+    xs = [torch.randn(16, 4) for _ in range(2)]
+    ys = [torch.tensor([0, 1] * 8), torch.tensor([2, 3] * 8)]
+    benchmark = tensors_benchmark(
+        train_tensors=list(zip(xs, ys)), test_tensors=list(zip(xs, ys)), task_labels=task_labels
+    )
+    ours = RecordAddedLoss(LwFPlugin(alpha=1.0, temperature=2.0))
+    theirs = RecordAddedLoss(AvalancheLwFPlugin(alpha=1.0, temperature=2))
+    strategy = Naive(
+        model=nn.Sequential(nn.Linear(4, 4)),
+        optimizer=torch.optim.SGD([torch.zeros(1)], lr=0.0),  # replaced below
+        train_mb_size=4,
+        train_epochs=1,
+        device="cpu",
+        plugins=[ours, theirs],
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+    strategy.optimizer = torch.optim.SGD(strategy.model.parameters(), lr=0.1)
+    for experience in benchmark.train_stream:
+        strategy.train(experience, eval_streams=[])
+    return ours, theirs
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_distills_whatever_the_task_labels_unlike_avalanche_lwf():
+    ours, theirs = run_both_plugins(task_labels=[1, 2])
+    assert ours.added[0] == [0.0] * 4 and theirs.added[0] == [0.0] * 4  # first experience
+    # Avalanche's plugin keys old classes by task label (old: task 1) but reads the single-head
+    # output as task 0: nothing is distilled. Ours distills the 4 old logits. (The first
+    # minibatch of experience 1 adds ~0 for both: the student still equals the teacher.)
+    assert theirs.added[1] == [0.0] * 4
+    assert ours.added[1][0] == pytest.approx(0.0, abs=1e-6)
+    assert all(value > 1e-5 for value in ours.added[1][1:])
+    # Control: with task label 0 everywhere Avalanche's plugin does distill.
+    _, theirs_task0 = run_both_plugins(task_labels=[0, 0])
+    assert all(value > 0 for value in theirs_task0.added[1][1:])
