@@ -127,10 +127,18 @@ def make_dataset(
 
 
 def make_benchmark(train_datasets: list, test_datasets: list, **other_streams: list) -> CLScenario:
-    """Builds an Avalanche benchmark (with the classes timeline) from per-experience datasets."""
-    return with_classes_timeline(
+    """Builds an Avalanche benchmark (with the classes timeline) from per-experience datasets.
+
+    Each experience also gets the ``benchmark`` back-reference that avalanche 0.6's
+    ``StreamConfusionMatrix(save_image=True)`` reads but ``benchmark_from_datasets`` never sets.
+    """
+    bench = with_classes_timeline(
         benchmark_from_datasets(train=train_datasets, test=test_datasets, **other_streams)
     )
+    for stream in bench.streams.values():
+        for exp in stream:
+            exp.benchmark = bench
+    return bench
 
 
 def stream_summary(stream) -> list[dict[str, Any]]:
