@@ -83,7 +83,8 @@ def patch_wandb() -> None:
     """
     if importlib.util.find_spec("wandb") is None:
         return
-    os.environ.setdefault("WANDB_MODE", "offline")
+    if not os.environ.get("WANDB_MODE"):  # offline unless the user's environment says otherwise
+        os.environ["WANDB_MODE"] = "offline"
     import wandb  # noqa: PLC0415
 
     util = getattr(wandb, "util", None)

@@ -57,7 +57,7 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
 def _get(cfg: Any, dotted: str) -> Any:
     node = cfg
     for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if not hasattr(node, "keys") or part not in node:
             return None
         node = node[part]
     return node
