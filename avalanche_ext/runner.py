@@ -14,6 +14,7 @@ import random
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +35,7 @@ from avalanche_ext.checkpoint import (
 )
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.recorder import PredictionRecorder
+from avalanche_ext.registry import LOGGERS, resolve_type
 from avalanche_ext.scenario import BuiltScenario, stream_summary
 from avalanche_ext.utils.jsonable import to_jsonable
 
@@ -175,6 +177,8 @@ def _plugin_name(plugin: Any, index: int) -> str:
 def _float_metrics(values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, value in values.items():
+        if hasattr(value, "best_supported_value"):  # AlternativeValues: image + raw tensor
+            value = value.best_supported_value(torch.Tensor, float, int)
         if isinstance(value, torch.Tensor):
             value = value.item() if value.numel() == 1 else value.tolist()
         if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
@@ -228,12 +232,17 @@ class Experiment:
         self.scenario: BuiltScenario = builders.build_scenario(cfg.scenario)
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
-        strategy_cfg = cfg.cl_strategy
-        self.plugins = builders.build_plugins(strategy_cfg.get("plugins"))
-        builders.build_optimizer(strategy_cfg.get("optimizer"), self.model)  # validate early
-        builders.build_criterion(strategy_cfg.get("loss"))
-        for i, metric in enumerate(cfg.get("metrics") or []):
-            builders._check_metric(metric, self.scenario, f"metrics[{i}]")
+        self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"))
+        # Build (and drop) the strategy once, so every key is checked before anything is written;
+        # loggers are only resolved here: constructing them would create files.
+        for i, logger in enumerate(cfg.get("loggers") or []):
+            resolve_type(LOGGERS, str(logger.get("type")), f"loggers[{i}]")
+        with warnings.catch_warnings():  # "No loggers specified": this evaluator logs nothing on purpose
+            warnings.simplefilter("ignore")
+            evaluator = builders.build_evaluator(cfg.get("metrics"), [], self.scenario)
+        self.strategy_type = type(
+            builders.build_strategy(cfg.cl_strategy, self.model, evaluator, self.device, self.plugins)
+        ).__name__
 
     def describe(self) -> dict[str, Any]:
         """The ``--dry-run`` summary."""
@@ -252,7 +261,7 @@ class Experiment:
                 "num_classes": getattr(self.model, "num_classes", None),
                 "num_params": int(sum(p.numel() for p in self.model.parameters())),
             },
-            "strategy": self.cfg.cl_strategy.get("type"),
+            "strategy": self.strategy_type,
             "plugins": [type(p).__name__ for p in self.plugins],
             "device": str(self.device),
             "seed": self.seed,

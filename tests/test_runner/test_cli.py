@@ -56,7 +56,7 @@ def test_cuda_without_cuda_is_a_one_line_error(cli):
     [
         ("cl_strategy.type=Naiv", ("cl_strategy.type", "'Naiv'", "'Naive'")),
         ("cl_strategy.optimizer.type=SDG", ("cl_strategy.optimizer.type", "'SGD'")),
-        ("cl_strategy.plugins=[dict(type='LwfPlugin')]", ("cl_strategy.plugins[0].type", "LwFPlugin")),
+        ("cl_strategy.loss.type=CrossEntropyLos", ("cl_strategy.loss.type", "'CrossEntropyLoss'")),
         ("cl_strategy.train_epochs=two", ("cl_strategy.train_epochs",)),
         ("scenario.num_classes=x", ("scenario.num_classes",)),
         ("model.head.num_classes=50", ("model.head.num_classes", "50")),
@@ -68,6 +68,15 @@ def test_cuda_without_cuda_is_a_one_line_error(cli):
 def test_config_mistakes_name_the_key(cli, tmp_path, option, needles):
     proc = cli(str(SYNTHETIC_CONFIG), "--dry-run", "--cfg-options", option)
     _one_line_error(proc, *needles)
+
+
+def test_unknown_plugin_names_its_index(cli, tmp_path):
+    cfg = tmp_path / "c.py"
+    cfg.write_text(
+        f"_base_ = ['{SYNTHETIC_CONFIG}']\n"
+        "cl_strategy = dict(plugins=[dict(type='LwFPlugin'), dict(type='LwfPlugin')])\n"
+    )
+    _one_line_error(cli(str(cfg), "--dry-run"), "cl_strategy.plugins[1].type", "'LwFPlugin'")
 
 
 def test_missing_config_file_and_missing_data(cli, tmp_path):

@@ -28,13 +28,15 @@ def finished_run(tmp_path_factory):
 
 def _logged_values(log_path: Path) -> list[dict[str, float]]:
     """The metric values TextLogger printed, one dict per evaluation phase."""
-    phases, current = [], {}
+    phases, current = [], None
     for line in log_path.read_text().splitlines():
-        if line.startswith("-- >> End of eval phase"):
-            phases.append(current)
+        if line.startswith("-- >> Start of eval phase"):
             current = {}
+            phases.append(current)
+        elif line.startswith("-- >> Start of training phase"):
+            current = None
         m = re.match(r"^\t(\S+) = (-?[0-9.]+)$", line)
-        if m:
+        if m and current is not None:
             current[m.group(1)] = float(m.group(2))
     return phases
 
