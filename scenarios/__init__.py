@@ -1,0 +1,1 @@
+"""Continual-learning benchmarks, one module each; every module registers itself in SCENARIOS."""
