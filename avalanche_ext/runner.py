@@ -7,6 +7,7 @@ and writes ``results.json`` plus the report into a fresh timestamped run folder.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import platform
@@ -53,15 +54,9 @@ _VERSIONED = (
     "scikit-learn",
     "faiss-cpu",
 )
-# Plugins whose state is rebuilt from the config (nothing to checkpoint).
-_STATELESS_PLUGINS = {
-    "ExperienceLRScheduler",
-    "PredictionRecorder",
-    "EvaluationPlugin",
-    "LRSchedulerPlugin",
-    "EarlyStoppingPlugin",
-    "SupervisedPlugin",
-}
+# Configured plugins whose state is rebuilt from the config (nothing to checkpoint). Avalanche's
+# internal plugins (clock, evaluator, periodic eval) and ours are restored or rebuilt by the runner.
+_STATELESS_PLUGINS = {"LRSchedulerPlugin", "EarlyStoppingPlugin"}
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -237,11 +232,15 @@ class Experiment:
         # loggers are only resolved here: constructing them would create files.
         for i, logger in enumerate(cfg.get("loggers") or []):
             resolve_type(LOGGERS, str(logger.get("type")), f"loggers[{i}]")
-        with warnings.catch_warnings():  # "No loggers specified": this evaluator logs nothing on purpose
+        with (
+            warnings.catch_warnings()
+        ):  # "No loggers specified": this evaluator logs nothing on purpose
             warnings.simplefilter("ignore")
             evaluator = builders.build_evaluator(cfg.get("metrics"), [], self.scenario)
         self.strategy_type = type(
-            builders.build_strategy(cfg.cl_strategy, self.model, evaluator, self.device, self.plugins)
+            builders.build_strategy(
+                cfg.cl_strategy, self.model, evaluator, self.device, self.plugins
+            )
         ).__name__
 
     def describe(self) -> dict[str, Any]:
@@ -482,6 +481,7 @@ def _save(run_dir: Path, next_exp: int, exp: Experiment, strategy, evaluator, re
         "model": exp.model.state_dict(),
         "num_classes": int(getattr(exp.model, "num_classes", 0) or 0),
         "optimizer": strategy.optimizer.state_dict(),
+        "optimizer_param_names": _optimizer_param_names(strategy, exp.model),
         "plugins": plugin_states,
         "evaluator": capture_state(evaluator),
         "clock": capture_state(strategy.clock),
@@ -495,6 +495,55 @@ def _save(run_dir: Path, next_exp: int, exp: Experiment, strategy, evaluator, re
     os.replace(ckpt_dir / "latest.tmp", ckpt_dir / "latest.pth")
 
 
+def _optimizer_param_names(strategy, model: torch.nn.Module) -> list[str]:
+    """Parameter names in the optimizer's flat order. A classifier replaced by growth after the last
+    ``make_optimizer`` is still in the optimizer; Avalanche's ``optimized_param_id`` names it."""
+    names = {id(p): n for n, p in (getattr(strategy, "optimized_param_id", None) or {}).items()}
+    names.update({id(p): n for n, p in model.named_parameters()})
+    return [names.get(id(p), "") for g in strategy.optimizer.param_groups for p in g["params"]]
+
+
+def _restore_optimizer(strategy, model: torch.nn.Module, state: dict, names: list[str]) -> None:
+    """Rebuilds the saved parameter groups on the current parameters, then loads their state.
+
+    State whose shape no longer fits (a classifier that grew since) is dropped, exactly as
+    Avalanche's ``update_optimizer`` resets it at the next experience of an uninterrupted run.
+
+    Raises:
+        ConfigError: the saved optimizer does not fit the model.
+    """
+    params = dict(model.named_parameters())
+    optimizer = strategy.optimizer
+    if any(n not in params for n in names):
+        raise ConfigError("--resume: the saved optimizer holds parameters the model does not have")
+    template = optimizer.param_groups[0]
+    optimizer.param_groups = []
+    optimizer.state = collections.defaultdict(dict)
+    for group in state["param_groups"]:
+        hyper = {k: v for k, v in group.items() if k != "params"}
+        optimizer.add_param_group(
+            {
+                **{k: v for k, v in template.items() if k != "params"},
+                **hyper,
+                "params": [params[names[i]] for i in group["params"]],
+            }
+        )
+    fixed = {"param_groups": state["param_groups"], "state": {}}
+    for index, entry in state["state"].items():
+        p = params[names[index]]
+        fits = all(
+            not isinstance(v, torch.Tensor) or v.dim() == 0 or v.shape == p.shape
+            for v in entry.values()
+        )
+        if fits:
+            fixed["state"][index] = entry
+    try:
+        optimizer.load_state_dict(fixed)
+    except ValueError as err:
+        raise ConfigError(f"--resume: optimizer state does not fit ({err})") from None
+    strategy.optimized_param_id = dict(model.named_parameters())
+
+
 def _restore(ckpt: dict, exp: Experiment, strategy, evaluator, results: dict) -> int:
     if ckpt.get("seed") != exp.seed:
         raise ConfigError(
@@ -504,24 +553,19 @@ def _restore(ckpt: dict, exp: Experiment, strategy, evaluator, results: dict) ->
         exp.model.grow(int(ckpt.get("num_classes", 0)))
     exp.model.load_state_dict(ckpt["model"])
     exp.model.to(exp.device)
-    # The optimizer must see the (possibly grown) parameters before its state is loaded.
-    strategy.optimizer.param_groups[0]["params"] = list(exp.model.parameters())
-    strategy.optimized_param_id = None
     for i, plugin in enumerate(strategy.plugins):
         name = _plugin_name(plugin, i)
         if name in ckpt["plugins"]:
             plugin.load_state_dict(ckpt["plugins"][name])
-        elif type(plugin).__name__ not in _STATELESS_PLUGINS and not isinstance(
-            plugin, PredictionRecorder
+        elif (
+            any(plugin is p for p in exp.plugins)
+            and type(plugin).__name__ not in _STATELESS_PLUGINS
         ):
             raise ConfigError(
                 f"--resume: plugin {type(plugin).__name__} keeps state that it cannot checkpoint "
                 "(no state_dict); rerun without --resume"
             )
-    try:
-        strategy.optimizer.load_state_dict(ckpt["optimizer"])
-    except ValueError as err:
-        raise ConfigError(f"--resume: optimizer state does not fit ({err})") from None
+    _restore_optimizer(strategy, exp.model, ckpt["optimizer"], ckpt["optimizer_param_names"])
     restore_state(evaluator, ckpt["evaluator"])
     restore_state(strategy.clock, ckpt["clock"])
     saved = ckpt["results"]

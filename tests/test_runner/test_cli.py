@@ -118,7 +118,9 @@ def test_runs_write_new_folders_and_a_failed_run_destroys_nothing(cli, tmp_path)
     assert list((work / "latest").glob("*.log")), "TextLogger writes into the run folder"
     assert (work / "latest" / "checkpoints" / "latest.pth").is_file()
 
-    failed = cli(str(SYNTHETIC_CONFIG), "--work-dir", str(work), "--cfg-options", "cl_strategy.type=Nope")
+    failed = cli(
+        str(SYNTHETIC_CONFIG), "--work-dir", str(work), "--cfg-options", "cl_strategy.type=Nope"
+    )
     assert failed.returncode == 2
     after = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
     assert after == before, "a failing run must not touch earlier results"
@@ -133,6 +135,8 @@ def test_runs_write_new_folders_and_a_failed_run_destroys_nothing(cli, tmp_path)
 
 
 def test_debug_shows_the_traceback(cli):
-    proc = cli(str(SYNTHETIC_CONFIG), "--dry-run", "--debug", "--cfg-options", "cl_strategy.type=Naiv")
+    proc = cli(
+        str(SYNTHETIC_CONFIG), "--dry-run", "--debug", "--cfg-options", "cl_strategy.type=Naiv"
+    )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr

@@ -13,8 +13,14 @@ from tests.conftest import REPO
 
 
 def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=str(REPO), env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=str(REPO),
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_torchvision_imports_through_the_package():

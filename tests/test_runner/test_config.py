@@ -17,11 +17,14 @@ def _write(path, text):
 
 
 def test_base_inheritance_override_and_delete(tmp_path):
-    cfg_path = _write(tmp_path / "leaf.py", f"""
+    cfg_path = _write(
+        tmp_path / "leaf.py",
+        f"""
         _base_ = ['{SYNTHETIC_CONFIG}']
         cl_strategy = dict(train_epochs=3, optimizer=dict(lr=0.2))
         scenario = dict(_delete_=True, type='SyntheticStream', num_classes=4, num_experiences=2)
-    """)
+    """,
+    )
     cfg = load_config(cfg_path)
     assert cfg.cl_strategy.train_epochs == 3
     assert cfg.cl_strategy.optimizer.lr == 0.2
@@ -36,7 +39,8 @@ def test_cfg_options_override(tmp_path):
 
 
 def test_custom_imports_registers_user_code_without_touching_the_repo(tmp_path, monkeypatch):
-    (tmp_path / "user_scenarios.py").write_text(textwrap.dedent("""
+    (tmp_path / "user_scenarios.py").write_text(
+        textwrap.dedent("""
         from avalanche_ext.registry import PLUGINS
         from avalanche.core import SupervisedPlugin
 
@@ -45,13 +49,17 @@ def test_custom_imports_registers_user_code_without_touching_the_repo(tmp_path, 
             def __init__(self, start=0):
                 super().__init__()
                 self.count = start
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    cfg_path = _write(tmp_path / "c.py", f"""
+    cfg_path = _write(
+        tmp_path / "c.py",
+        f"""
         _base_ = ['{SYNTHETIC_CONFIG}']
         custom_imports = dict(imports=['user_scenarios'], allow_failed_imports=False)
         cl_strategy = dict(plugins=[dict(type='UserCountingPlugin', start=3)])
-    """)
+    """,
+    )
     cfg = load_config(cfg_path)
     from avalanche_ext.builders import build_plugins
 
@@ -60,10 +68,13 @@ def test_custom_imports_registers_user_code_without_touching_the_repo(tmp_path, 
 
 
 def test_failing_custom_import_names_the_key(tmp_path):
-    cfg_path = _write(tmp_path / "c.py", f"""
+    cfg_path = _write(
+        tmp_path / "c.py",
+        f"""
         _base_ = ['{SYNTHETIC_CONFIG}']
         custom_imports = dict(imports=['no_such_module_xyz'])
-    """)
+    """,
+    )
     with pytest.raises(ConfigError, match="custom_imports.*no_such_module_xyz"):
         load_config(cfg_path)
 
@@ -76,7 +87,10 @@ def test_failing_custom_import_names_the_key(tmp_path):
         (lambda c: c.cl_strategy.__setitem__("train_epochs", 0), "cl_strategy.train_epochs"),
         (lambda c: c.cl_strategy.__setitem__("train_mb_size", True), "cl_strategy.train_mb_size"),
         (lambda c: c.__setitem__("metrics", [dict(num_classes=3)]), r"metrics\[0\]"),
-        (lambda c: c.__setitem__("checkpoint_config", dict(interval="1")), "checkpoint_config.interval"),
+        (
+            lambda c: c.__setitem__("checkpoint_config", dict(interval="1")),
+            "checkpoint_config.interval",
+        ),
         (lambda c: c.scenario.pop("type"), "scenario.type"),
     ],
 )

@@ -9,20 +9,32 @@ from avalanche_ext.builders import build_model, build_strategy
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.runner import run
 
-HEAD = dict(type="LinearClsHead", num_classes=4, in_channels=64,
-            init_cfg=dict(type="Normal", layer="Linear", std=0.01))
+HEAD = dict(
+    type="LinearClsHead",
+    num_classes=4,
+    in_channels=64,
+    init_cfg=dict(type="Normal", layer="Linear", std=0.01),
+)
 
 
 def _model(**kw):
-    cfg = dict(backbone=dict(type="CifarResNet", depth=8), neck=dict(type="GlobalAveragePooling"),
-               head=HEAD, **kw)
+    cfg = dict(
+        backbone=dict(type="CifarResNet", depth=8),
+        neck=dict(type="GlobalAveragePooling"),
+        head=HEAD,
+        **kw,
+    )
     return build_model(cfg)
 
 
 def test_resnet32_is_the_standard_cifar_backbone():
-    model = build_model(dict(backbone=dict(type="CifarResNet", depth=32),
-                             neck=dict(type="GlobalAveragePooling"),
-                             head=dict(type="LinearClsHead", num_classes=100, in_channels=64)))
+    model = build_model(
+        dict(
+            backbone=dict(type="CifarResNet", depth=32),
+            neck=dict(type="GlobalAveragePooling"),
+            head=dict(type="LinearClsHead", num_classes=100, in_channels=64),
+        )
+    )
     n = sum(p.numel() for p in model.parameters())
     assert 0.45e6 < n < 0.48e6  # ~0.46 M with a 100-class head
     with pytest.raises(ConfigError, match="depth"):
@@ -30,9 +42,13 @@ def test_resnet32_is_the_standard_cifar_backbone():
 
 
 def test_mmpretrain_resnet_cifar_builds_from_the_same_dict():
-    model = build_model(dict(backbone=dict(type="ResNet_CIFAR", depth=18),
-                             neck=dict(type="GlobalAveragePooling"),
-                             head=dict(type="LinearClsHead", num_classes=10, in_channels=512)))
+    model = build_model(
+        dict(
+            backbone=dict(type="ResNet_CIFAR", depth=18),
+            neck=dict(type="GlobalAveragePooling"),
+            head=dict(type="LinearClsHead", num_classes=10, in_channels=512),
+        )
+    )
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 

@@ -72,11 +72,15 @@ def test_unknown_type_names_key_type_and_close_names():
 
 
 def test_missing_and_unexpected_keys_name_the_config_key():
-    with pytest.raises(ConfigError, match="cl_strategy.optimizer: missing a required key: 'params'"):
+    with pytest.raises(
+        ConfigError, match="cl_strategy.optimizer: missing a required key: 'params'"
+    ):
         build(OPTIMIZERS, dict(type="SGD", lr=0.1), key="cl_strategy.optimizer")
     with pytest.raises(ConfigError, match=r"train_pipeline\[0\].*unexpected keyword key 'sise'"):
         build(TRANSFORMS, dict(type="RandomCrop", size=3, sise=3), key="train_pipeline[0]")
-    opt = build(OPTIMIZERS, dict(type="SGD", lr=0.1), key="o", params=[torch.nn.Parameter(torch.ones(1))])
+    opt = build(
+        OPTIMIZERS, dict(type="SGD", lr=0.1), key="o", params=[torch.nn.Parameter(torch.ones(1))]
+    )
     assert isinstance(opt, torch.optim.SGD)
 
 

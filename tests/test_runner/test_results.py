@@ -17,7 +17,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     from avalanche_ext.config import load_config
-
     from tests.conftest import SYNTHETIC_CONFIG
 
     cfg = load_config(SYNTHETIC_CONFIG, {"cl_strategy.train_epochs": 2})
@@ -92,7 +91,9 @@ def test_accuracy_matrix_and_forgetting_match_avalanche(finished_run):
 
 def test_confusion_matrix_and_per_class_accuracy_match_avalanche(finished_run):
     results, _ = finished_run
-    avalanche_cm = results["experiences"][-1]["eval"]["ConfusionMatrix_Stream/eval_phase/test_stream"]
+    avalanche_cm = results["experiences"][-1]["eval"][
+        "ConfusionMatrix_Stream/eval_phase/test_stream"
+    ]
     assert results["confusion_matrix"] == [[int(v) for v in row] for row in avalanche_cm]
     cm = results["confusion_matrix"]
     for c, acc in enumerate(results["per_class_accuracy"]):

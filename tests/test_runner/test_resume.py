@@ -4,7 +4,6 @@ cleanly; everything loads with torch.load(weights_only=True)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,9 +26,19 @@ COMPARED = ("accuracy_matrix", "final", "per_class_accuracy", "confusion_matrix"
 
 def _start(work: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(REPO / "train_config.py"), str(SYNTHETIC_CONFIG), "--work-dir",
-         str(work), "--cfg-options", *OPTIONS],
-        cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(REPO / "train_config.py"),
+            str(SYNTHETIC_CONFIG),
+            "--work-dir",
+            str(work),
+            "--cfg-options",
+            *OPTIONS,
+        ],
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -58,7 +67,9 @@ def test_killed_run_resumes_to_identical_results(tmp_path, cli):
     run_dir = target.parent.parent
     assert not (run_dir / "results.json").exists(), "killed before the end"
 
-    proc = cli(str(SYNTHETIC_CONFIG), "--work-dir", str(killed), "--resume", "--cfg-options", *OPTIONS)
+    proc = cli(
+        str(SYNTHETIC_CONFIG), "--work-dir", str(killed), "--resume", "--cfg-options", *OPTIONS
+    )
     assert proc.returncode == 0, proc.stderr
     assert "resumed from experience" in proc.stderr
     a, b = _results(full), _results(killed)
@@ -103,7 +114,7 @@ def test_truncated_and_foreign_checkpoints_fail_cleanly(tmp_path, synthetic_cfg)
     assert all(torch.equal(before[k], after[k]) for k in before), "never half-loaded"
 
     # A pickle with arbitrary objects is refused by weights_only loading.
-    torch.save({"obj": os.path}, tmp_path / "evil.pth")
+    torch.save({"obj": ConfigError("any python object")}, tmp_path / "evil.pth")
     with pytest.raises(ConfigError):
         load_checkpoint(tmp_path / "evil.pth")
 
@@ -117,8 +128,15 @@ def test_load_from_loads_weights_only(tmp_path, cli):
     proc = cli(str(SYNTHETIC_CONFIG), "--work-dir", str(tmp_path / "a"))
     assert proc.returncode == 0, proc.stderr
     ckpt = tmp_path / "a" / "latest" / "checkpoints" / "latest.pth"
-    proc = cli(str(SYNTHETIC_CONFIG), "--work-dir", str(tmp_path / "b"), "--cfg-options",
-               f"load_from={ckpt}", "cl_strategy.optimizer.lr=0.0", "cl_strategy.optimizer.momentum=0.0")
+    proc = cli(
+        str(SYNTHETIC_CONFIG),
+        "--work-dir",
+        str(tmp_path / "b"),
+        "--cfg-options",
+        f"load_from={ckpt}",
+        "cl_strategy.optimizer.lr=0.0",
+        "cl_strategy.optimizer.momentum=0.0",
+    )
     assert proc.returncode == 0, proc.stderr
     # with a zero learning rate the loaded weights are what gets evaluated: the first experience's
     # classes keep the accuracy the first run ended with
