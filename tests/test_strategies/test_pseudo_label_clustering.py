@@ -1,0 +1,193 @@
+"""Tests of PseudoLabelClusteringPlugin and its pure helpers (avalanche_ext/ncd.py): cluster ids after
+the known classes, relabeling by indexing, head growth trained by the optimizer, stable re-clustering.
+"""
+
+import avalanche_ext  # noqa: F401  (stack fixes before avalanche imports torchvision)
+
+# isort: split
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from avalanche_ext.metrics.clustering import cluster_accuracy
+from avalanche_ext.ncd import (
+    align_cluster_ids,
+    cluster_pool,
+    decision_offset,
+    lookup_table,
+    soft_assignments,
+)
+from avalanche_ext.registry import PLUGINS
+from strategies.pseudo_label_clustering import PseudoLabelClusteringPlugin
+from tests.test_strategies.test_confidence_gate import (
+    Recorder,
+    blobs,
+    discovery_stream,
+    gate,
+    linear_probe,
+    naive,
+)
+
+
+# ----------------------------------------------------------------------------- pure maths
+def test_align_cluster_ids_recovers_a_permutation():
+    reference = torch.tensor([0, 0, 1, 1, 2, 2])
+    labels = torch.tensor([2, 2, 0, 0, 1, 1])
+    perm = align_cluster_ids(reference, labels, 3)
+    assert perm.tolist() == [1, 2, 0]  # new 0 -> old 1, new 1 -> old 2, new 2 -> old 0
+    assert torch.equal(perm[labels], reference)
+    # a new id absent from the new labeling takes the free old id
+    perm = align_cluster_ids(torch.tensor([0, 0, 1, 1]), torch.tensor([2, 2, 2, 2]), 3)
+    assert sorted(perm.tolist()) == [0, 1, 2] and perm[2] in (0, 1)
+
+
+def test_lookup_table_relabels_by_one_indexing_op():
+    table = lookup_table(torch.tensor([4, 1]), torch.tensor([7, 9]), 6)
+    assert table.tolist() == [-1, 9, -1, -1, 7, -1]
+    assert table[torch.tensor([1, 4, 4, 0])].tolist() == [9, 7, 7, -1]
+
+
+def test_soft_assignments_hand_computed():
+    # cos sims [1, 0] at T = 1: softmax = [e / (e + 1), 1 / (e + 1)]
+    q = soft_assignments(torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 3.0]]), 1.0)
+    e = math.e
+    assert q[0].tolist() == pytest.approx([e / (e + 1), 1 / (e + 1)], abs=1e-6)
+    with pytest.raises(ValueError):
+        soft_assignments(torch.ones(1, 2), torch.ones(1, 3))
+
+
+def test_decision_offset_puts_the_cut_in_the_middle_of_the_gap():
+    margins = torch.tensor([2.0, -3.0, 4.0, -1.0])
+    positive = torch.tensor([True, False, True, False])
+    b = decision_offset(margins, positive)
+    assert b == pytest.approx(-0.5)  # cut between -1 and 2
+    assert torch.equal(margins + b > 0, positive)
+    # one disagreement at best: the cut keeps the majority side right
+    b = decision_offset(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([True, False, True]))
+    assert (
+        int(((torch.tensor([0.0, 1.0, 2.0]) + b > 0) == torch.tensor([1, 0, 1]).bool()).sum()) == 2
+    )
+    assert decision_offset(torch.empty(0), torch.empty(0, dtype=torch.bool)) == 0.0
+
+
+def test_cluster_pool_separates_blobs_balanced_or_not_and_estimates_k():
+    x, y = blobs([0, 1, 2], 30, seed=0)
+    for balanced in (True, False):
+        result = cluster_pool(x, 3, backend="sklearn", balanced=balanced, seed=0)
+        assert result.num_clusters == 3 and cluster_accuracy(y, result.labels) == 1.0
+        assert result.probabilities.shape == (90, 3)
+        assert torch.allclose(result.probabilities.sum(1), torch.ones(90), atol=1e-5)
+    assert cluster_pool(x, None, k_range=(2, 6), backend="sklearn").num_clusters == 3
+    assert cluster_pool(x[:2], 5, backend="sklearn").num_clusters == 2  # k capped by the pool
+
+
+# ----------------------------------------------------------------------------- with a strategy
+def test_cluster_ids_follow_the_known_classes_and_minibatches_are_relabeled():
+    scenario = discovery_stream()
+    recorder = Recorder()
+    plugin = PseudoLabelClusteringPlugin(num_clusters=2, backend="sklearn")
+    strategy = naive(linear_probe(), [gate(), plugin, recorder])
+    stream = scenario.benchmark.train_stream
+    strategy.train(stream[0])
+    old_rows = strategy.model.classifier.weight.detach().clone()
+    strategy.train(stream[1])
+    pseudo = strategy.pseudo_labels
+    pool = strategy.novel_pool
+    assert pseudo.shape == (len(stream[1].dataset),)
+    assert sorted(pseudo[pool.indices].unique().tolist()) == [3, 4]  # num_known .. num_known+k-1
+    unpooled = torch.ones(len(pseudo), dtype=torch.bool)
+    unpooled[pool.indices] = False
+    assert (pseudo[unpooled] == -1).all()
+    # every training minibatch: mb_y == pseudo_labels[mb_index]
+    for _, y, index, _ in recorder.batches[1]:
+        assert torch.equal(y, pseudo[index])
+    # the clusters are the novel blobs
+    true = scenario.hidden_labels[1][pool.indices]
+    assert cluster_accuracy(true, pseudo[pool.indices]) >= 0.9
+    # head grew to 3 + 2 before the optimizer was built, and the optimizer trained the new rows
+    weight = strategy.model.classifier.weight
+    assert strategy.model.num_classes == 5 and strategy.num_known_classes == 5
+    assert any(p is weight for g in strategy.optimizer.param_groups for p in g["params"])
+    assert not torch.allclose(weight[3:], torch.zeros_like(weight[3:]), atol=0.05)
+    assert weight.shape[0] == 5 and old_rows.shape[0] == 3
+    assert strategy.model.active.all()
+
+
+def test_new_rows_change_during_training():
+    class Snapshot(PseudoLabelClusteringPlugin):
+        def before_training_exp(self, strategy, **kwargs):
+            self.rows = strategy.model.classifier.weight.detach()[3:].clone()
+
+    plugin = Snapshot(num_clusters=2, backend="sklearn")
+    strategy = naive(linear_probe(), [gate(), plugin])
+    for experience in discovery_stream().benchmark.train_stream:
+        strategy.train(experience)
+    assert not torch.allclose(strategy.model.classifier.weight.detach()[3:], plugin.rows)
+
+
+def test_unlabeled_samples_are_dropped_never_sent_to_the_criterion():
+    plugin = PseudoLabelClusteringPlugin(num_clusters=2)
+    plugin._active = True
+    plugin.pseudo_labels = torch.tensor([3, -1, 4, -1])
+    mbatch = [
+        torch.arange(8.0).view(4, 2),
+        torch.full((4,), -1),
+        torch.tensor([0, 1, 2, 3]),
+        torch.zeros(4, dtype=torch.long),
+    ]
+    strategy = SimpleNamespace(mbatch=mbatch)
+    plugin.before_forward(strategy)
+    assert strategy.mbatch[1].tolist() == [3, 4]
+    assert strategy.mbatch[2].tolist() == [0, 2] and strategy.mbatch[0].shape == (2, 2)
+    labeled = [torch.zeros(2, 2), torch.tensor([1, 2]), torch.zeros(2, dtype=torch.long)]
+    strategy = SimpleNamespace(mbatch=labeled)
+    plugin.before_forward(strategy)  # 3-element (labeled) batches are left alone
+    assert strategy.mbatch[1].tolist() == [1, 2]
+
+
+def test_reclustering_keeps_ids_stable_and_soft_labels_are_exposed():
+    plugin = PseudoLabelClusteringPlugin(
+        num_clusters=2, backend="sklearn", recluster_every=1, soft=True
+    )
+    calls = []
+    original = plugin.recluster
+
+    def spy(strategy):
+        before = strategy.pseudo_labels.clone()
+        original(strategy)
+        calls.append(torch.equal(before, strategy.pseudo_labels))
+
+    plugin.recluster = spy
+    strategy = naive(linear_probe(), [gate(), plugin], epochs=3)
+    for experience in discovery_stream().benchmark.train_stream:
+        strategy.train(experience)
+    assert calls == [True, True]  # epochs 1 and 2; blobs re-cluster to the same ids
+    soft = strategy.pseudo_soft_labels
+    assert soft.shape == (len(strategy.novel_pool), 2)
+    hard = strategy.pseudo_labels[strategy.novel_pool.indices] - 3
+    assert torch.equal(soft.argmax(1), hard)
+
+
+def test_state_dict_round_trip_restores_the_mapping():
+    plugin = PseudoLabelClusteringPlugin(num_clusters=2, backend="sklearn", soft=True)
+    strategy = naive(linear_probe(), [gate(), plugin], epochs=1)
+    for experience in discovery_stream().benchmark.train_stream:
+        strategy.train(experience)
+    restored = PseudoLabelClusteringPlugin(num_clusters=2, backend="sklearn", soft=True)
+    restored.load_state_dict(plugin.state_dict())
+    for key in ("pseudo_labels", "soft_labels", "cluster_ids", "pool_indices"):
+        assert torch.equal(getattr(restored, key), getattr(plugin, key))
+    assert (restored.k, restored.num_known_before) == (2, 3)
+
+
+def test_needs_the_gate_and_valid_arguments():
+    strategy = naive(linear_probe(), [PseudoLabelClusteringPlugin(num_clusters=2)])
+    with pytest.raises(RuntimeError, match="ConfidenceGatedPoolPlugin"):
+        strategy.train(discovery_stream().benchmark.train_stream[1])
+    with pytest.raises(ValueError, match="backend"):
+        PseudoLabelClusteringPlugin(backend="cuml")
+    with pytest.raises(ValueError, match="k_range"):
+        PseudoLabelClusteringPlugin(k_range=(1, 5))
+    assert PLUGINS.get("PseudoLabelClusteringPlugin") is PseudoLabelClusteringPlugin
