@@ -1,0 +1,26 @@
+# The CPU-sized discovery pipeline with an evidential classifier: the model is trained with
+# EvidentialLoss (Dirichlet evidence, Sensoy et al. 2018) and the gate scores novelty as the
+# Dirichlet uncertainty K / S of the 80 known-class outputs.
+_base_ = ['./dualteacher_resnet20_cpu_cifar100-80+20lt.py']
+
+# annealing_step=0: the KL regulariser at full weight from the start (nothing advances the loss's
+# epoch counter during training, so an annealed KL would stay at weight 0).
+cl_strategy = dict(
+    loss=dict(_delete_=True, type='EvidentialLoss', evidence='softplus', kind='log', annealing_step=0),
+    plugins=[
+        dict(
+            type='ConfidenceGatedPoolPlugin',
+            score='evidential',
+            score_kwargs=dict(evidence='softplus'),  # the loss's evidence function
+            threshold='calibrated',
+            target_known_recall=0.95,
+            calibration_fraction=0.05,
+            capacity=1000,
+            eviction='most_confident_out',
+            trigger_size=100,
+        ),
+        {{_base_.clustering}},
+        {{_base_.dual_teacher}},
+    ],
+)
+work_dir = 'work_dirs/dualteacher-evidential_resnet20_cpu_cifar100-80+20lt'

@@ -1,0 +1,13 @@
+# LwF baseline at paper scale (GPU): same stream, gate, pool and pseudo-labels as
+# dualteacher_resnet18_100e_cifar100-80+20lt.py; the update is cross-entropy on the pseudo-labels
+# plus LwF's distillation of the previous model.
+_base_ = ['./dualteacher_resnet18_100e_cifar100-80+20lt.py']
+
+cl_strategy = dict(
+    plugins=[
+        {{_base_.gate}},
+        {{_base_.clustering}},
+        dict(type='LwFPlugin', alpha=1.0, temperature=2.0),
+    ]
+)
+work_dir = 'work_dirs/lwf_resnet18_100e_cifar100-80+20lt'
