@@ -3,10 +3,13 @@
 # Dirichlet uncertainty K / S of the 80 known-class outputs.
 _base_ = ['./dualteacher_resnet20_cpu_cifar100-80+20lt.py']
 
-# annealing_step=0: the KL regulariser at full weight from the start (nothing advances the loss's
-# epoch counter during training, so an annealed KL would stay at weight 0).
+# The KL regulariser is annealed over the loss's epoch counter (EvidentialLoss.set_epoch). Nothing
+# advances that counter during training yet, so its weight stays 0 here; annealing_step=0 (full
+# weight from the first step) keeps an 80-class model from learning any evidence at all.
 cl_strategy = dict(
-    loss=dict(_delete_=True, type='EvidentialLoss', evidence='softplus', kind='log', annealing_step=0),
+    loss=dict(
+        _delete_=True, type='EvidentialLoss', evidence='softplus', kind='log', annealing_step=10
+    ),
     plugins=[
         dict(
             type='ConfidenceGatedPoolPlugin',
