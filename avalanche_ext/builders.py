@@ -28,7 +28,7 @@ from avalanche_ext.registry import (
     resolve_type,
 )
 from avalanche_ext.scenario import BuiltScenario
-from avalanche_ext.schedulers import ExperienceLRScheduler
+from avalanche_ext.schedulers import ExperienceLRScheduler, LossEpochUpdater
 from avalanche_ext.transforms import build_pipeline
 
 __all__ = [
@@ -199,6 +199,8 @@ def build_strategy(
     plugins = list(plugins)
     if cfg.get("scheduler"):
         plugins.append(ExperienceLRScheduler(cfg["scheduler"]))
+    if callable(getattr(criterion, "set_epoch", None)):
+        plugins.append(LossEpochUpdater())
     args = {k: v for k, v in cfg.items() if k not in _STRATEGY_OWN_KEYS}
     extra = dict(
         model=model, optimizer=optimizer, criterion=criterion, plugins=plugins, device=device

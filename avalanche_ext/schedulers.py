@@ -13,7 +13,7 @@ from avalanche.core import SupervisedPlugin
 
 from avalanche_ext.registry import SCHEDULERS, build, resolve_type
 
-__all__ = ["ExperienceLRScheduler", "resolve_auto"]
+__all__ = ["ExperienceLRScheduler", "LossEpochUpdater", "resolve_auto"]
 
 _AUTO_KEYS = ("total_steps", "T_max", "total_iters", "epochs", "steps_per_epoch")
 
@@ -75,3 +75,15 @@ class ExperienceLRScheduler(SupervisedPlugin):
     def after_training_epoch(self, strategy, **kwargs):
         if not self.by_iteration and self.scheduler is not None:
             self.scheduler.step()
+
+
+class LossEpochUpdater(SupervisedPlugin):
+    """Tells an epoch-dependent loss (``set_epoch``, e.g. ``EvidentialLoss``'s KL annealing) which
+    epoch of the current experience is starting; the builder adds it when the loss has ``set_epoch``.
+
+    The count restarts at 0 with every experience: each experience is a new training problem, so
+    the annealed regulariser ramps up again (Sensoy et al. anneal over one training run).
+    """
+
+    def before_training_epoch(self, strategy, **kwargs):
+        strategy._criterion.set_epoch(strategy.clock.train_exp_epochs)

@@ -17,7 +17,7 @@ from torch import nn
 from avalanche_ext.losses.distillation import kd_loss
 from avalanche_ext.registry import PLUGINS
 
-__all__ = ["LwFPlugin", "frozen_copy", "same_weights"]
+__all__ = ["LwFPlugin", "frozen_copy", "same_weights", "trained_columns"]
 
 # Avalanche's implementation keys old classes by task label: with a single-head model on a stream
 # whose task labels are not 0 it distills nothing. Kept reachable for comparison.
@@ -46,6 +46,22 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     for param in teacher.parameters():
         param.requires_grad_(False)
     return teacher
+
+
+def trained_columns(model: nn.Module, width: int) -> torch.Tensor | None:
+    """Indices of the output units ``model`` was trained on, when it records them.
+
+    ``MMClassifier`` keeps an ``active`` mask: rows added only to evaluate classes not trained yet
+    are inactive. Returns None when every unit counts (no mask, or all active).
+
+    Args:
+        model (nn.Module): the old model.
+        width (int): its number of outputs.
+    """
+    active = getattr(model, "active", None)
+    if not isinstance(active, torch.Tensor) or active.numel() != width or bool(active.all()):
+        return None
+    return active.nonzero().flatten()
 
 
 def same_weights(a: nn.Module, b: nn.Module) -> bool:
@@ -129,8 +145,14 @@ class LwFPlugin(SupervisedPlugin):
         # Inference tensors cannot be saved for backward; a clone made outside the context is a
         # plain tensor (without grad: the teacher is fixed), safe for any loss to consume.
         teacher_logits = teacher_logits.clone()
-        self.num_old_classes = self.num_old_classes or teacher_logits.shape[1]
         student_logits = strategy.mb_output
+        trained = trained_columns(self.old_model, teacher_logits.shape[1])
+        if trained is not None:
+            # Rows the old model only grew to evaluate future classes were never trained: their
+            # (masked) logits would teach the student that the new classes do not exist.
+            teacher_logits = teacher_logits[:, trained]
+            student_logits = student_logits[:, trained.to(student_logits.device)]
+        self.num_old_classes = self.num_old_classes or teacher_logits.shape[1]
         if student_logits.shape[1] < self.num_old_classes:
             raise RuntimeError(
                 f"LwFPlugin: the model has {student_logits.shape[1]} outputs, fewer than the "
@@ -162,7 +184,9 @@ class LwFPlugin(SupervisedPlugin):
         if not isinstance(x, torch.Tensor) or x.shape[0] == 0:
             return 0
         with torch.inference_mode():
-            return int(self.old_model(x[:1].to(strategy.device)).shape[1])
+            width = int(self.old_model(x[:1].to(strategy.device)).shape[1])
+        trained = trained_columns(self.old_model, width)
+        return width if trained is None else int(trained.numel())
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: the teacher's weights, ``C_old`` and the experience count.

@@ -3,9 +3,9 @@
 # Dirichlet uncertainty K / S of the 80 known-class outputs.
 _base_ = ['./dualteacher_resnet20_cpu_cifar100-80+20lt.py']
 
-# The KL regulariser is annealed over the loss's epoch counter (EvidentialLoss.set_epoch). Nothing
-# advances that counter during training yet, so its weight stays 0 here; annealing_step=0 (full
-# weight from the first step) keeps an 80-class model from learning any evidence at all.
+# The KL regulariser is annealed over the epochs of each experience (the runner calls
+# EvidentialLoss.set_epoch before every epoch): weight min(1, epoch / annealing_step).
+# annealing_step=0 (full weight from the first step) keeps an 80-class model from learning at all.
 cl_strategy = dict(
     loss=dict(
         _delete_=True, type='EvidentialLoss', evidence='softplus', kind='log', annealing_step=10

@@ -212,3 +212,23 @@ def test_distills_whatever_the_task_labels_unlike_avalanche_lwf():
     # Control: with task label 0 everywhere Avalanche's plugin does distill.
     _, theirs_task0 = run_both_plugins(task_labels=[0, 0])
     assert all(value > 0 for value in theirs_task0.added[1][1:])
+
+
+def test_rows_grown_only_for_evaluation_are_not_distilled(synthetic_cfg):
+    """After an evaluation on the whole test stream the head has rows for classes never trained;
+    distilling them (masked, ~0 probability) would teach the student that new classes do not exist."""
+    from avalanche_ext.builders import build_model, build_scenario, build_strategy
+
+    scenario = build_scenario(synthetic_cfg.scenario)
+    model = build_model(synthetic_cfg.model)
+    lwf = LwFPlugin(alpha=1.0, temperature=2.0)
+    strategy = build_strategy(synthetic_cfg.cl_strategy, model, None, "cpu", plugins=[lwf])
+    seen = []
+    for exp in scenario.benchmark.train_stream:
+        strategy.train(exp)
+        seen.append(lwf.num_old_classes)
+        strategy.eval(scenario.benchmark.test_stream)  # grows the head to all 6 classes
+    assert model.num_classes == 6
+    # teacher of experience k was trained on 2k classes, although it has 6 output rows from k = 2
+    assert seen == [2, 4, 6]
+    assert int(lwf.old_model.active.sum()) == 6

@@ -1,0 +1,59 @@
+"""Per-experience schedules: 'auto' lengths, lr reset at each experience, epoch-driven losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from avalanche.core import SupervisedPlugin
+
+from avalanche_ext.builders import build_model, build_scenario, build_strategy
+from avalanche_ext.schedulers import resolve_auto
+
+
+def test_resolve_auto():
+    cfg = dict(type="OneCycleLR", max_lr=0.1, total_steps="auto")
+    assert (
+        resolve_auto(cfg, iterations_per_epoch=7, epochs=3, by_iteration=True)["total_steps"] == 21
+    )
+    cfg = dict(type="CosineAnnealingLR", T_max="auto")
+    assert resolve_auto(cfg, iterations_per_epoch=7, epochs=3, by_iteration=False)["T_max"] == 3
+
+
+class _Recorder(SupervisedPlugin):
+    def __init__(self):
+        super().__init__()
+        self.lrs: list[list[float]] = []
+        self.epochs: list[int] = []
+
+    def before_training_exp(self, strategy, **kw):
+        self.lrs.append([])
+
+    def before_training_iteration(self, strategy, **kw):
+        self.lrs[-1].append(strategy.optimizer.param_groups[0]["lr"])
+
+    def before_training_epoch(self, strategy, **kw):
+        self.epochs.append(strategy._criterion.epoch)
+
+
+@pytest.mark.parametrize("experiences", [2])
+def test_one_cycle_spans_each_experience_and_evidential_loss_sees_epochs(
+    synthetic_cfg, experiences
+):
+    cfg = synthetic_cfg
+    cfg.cl_strategy.train_epochs = 2
+    cfg.cl_strategy.scheduler = dict(type="OneCycleLR", max_lr=0.2, total_steps="auto")
+    cfg.cl_strategy.loss = dict(type="EvidentialLoss", annealing_step=10)
+    scenario = build_scenario(cfg.scenario)
+    recorder = _Recorder()
+    strategy = build_strategy(
+        cfg.cl_strategy, build_model(cfg.model), None, "cpu", plugins=[recorder]
+    )
+    for exp in list(scenario.benchmark.train_stream)[:experiences]:
+        strategy.train(exp)
+    for lrs in recorder.lrs:
+        assert lrs[0] == pytest.approx(0.2 / 25)  # OneCycleLR's start: max_lr / div_factor
+        assert max(lrs) == pytest.approx(0.2, rel=0.05)
+        assert lrs[-1] < lrs[0], "annealed to its end within the experience"
+    assert recorder.epochs == [0, 1, 0, 1], "the loss's epoch restarts with every experience"
+    assert isinstance(strategy._criterion.epoch, int)
+    assert torch.is_tensor(strategy.model.classifier.weight)
