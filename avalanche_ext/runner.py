@@ -210,6 +210,26 @@ def load_weights(model: torch.nn.Module, path: str, key: str = "load_from") -> N
     model.load_state_dict(state)
 
 
+def _select_eval_streams(scenario: BuiltScenario, names: list | None) -> dict[str, Any]:
+    """The scenario's extra evaluation streams that ``eval_streams`` (a list of names; None: all)
+    asks for.
+
+    Raises:
+        ConfigError: an unknown name (the message lists the scenario's streams).
+    """
+    if names is None:
+        return dict(scenario.eval_streams)
+    if not isinstance(names, (list, tuple)):
+        raise ConfigError(f"eval_streams: expected a list of stream names, got {names!r}")
+    unknown = [n for n in names if n not in scenario.eval_streams]
+    if unknown:
+        raise ConfigError(
+            f"eval_streams: unknown stream {unknown[0]!r}; this scenario has "
+            f"{sorted(scenario.eval_streams) or 'none'}"
+        )
+    return {n: scenario.eval_streams[n] for n in names}
+
+
 class Experiment:
     """Everything built from one config; nothing is written until :meth:`train` runs.
 
@@ -227,6 +247,7 @@ class Experiment:
         self.scenario: BuiltScenario = builders.build_scenario(cfg.scenario)
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
+        self.eval_streams = _select_eval_streams(self.scenario, cfg.get("eval_streams"))
         self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"))
         # Build (and drop) the strategy once, so every key is checked before anything is written;
         # loggers are only resolved here: constructing them would create files.
@@ -253,7 +274,7 @@ class Experiment:
             "num_classes": self.scenario.num_classes,
             "train_stream": stream_summary(bench.train_stream),
             "test_stream": stream_summary(bench.test_stream),
-            "eval_streams": {k: stream_summary(s) for k, s in self.scenario.eval_streams.items()},
+            "eval_streams": {k: stream_summary(s) for k, s in self.eval_streams.items()},
             "model": {
                 "type": type(self.model).__name__,
                 "backbone": (self.cfg.model.get("backbone") or {}).get("type"),
@@ -400,13 +421,15 @@ def _train(
         if is_last and len(train_stream) > 1 and scenario.hidden_labels:
             results["per_class_accuracy_before_update"] = results.get("_pca_prev")
         t0 = time.time()
-        strategy.eval(bench.test_stream)
-        for stream in scenario.eval_streams.values():
+        # The extra streams first: Avalanche's forgetting metrics key experiences by index only, so
+        # the test stream must be the last one evaluated for its forgetting values to be its own.
+        for stream in exp.eval_streams.values():
             strategy.eval(stream)
+        strategy.eval(bench.test_stream)
         eval_time = time.time() - t0
         metrics = _float_metrics(evaluator.get_last_metrics())
         eval_images = sum(len(e.dataset) for e in bench.test_stream) + sum(
-            len(e.dataset) for s in scenario.eval_streams.values() for e in s
+            len(e.dataset) for s in exp.eval_streams.values() for e in s
         )
         epochs = int(getattr(strategy, "train_epochs", 1))
         results["experiences"].append(
@@ -598,8 +621,8 @@ def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_di
     if scenario.info.get("novel_classes"):
         from avalanche_ext.metrics.discovery import discovery_summary  # noqa: PLC0415
 
-        all_name = "all_test" if "all_test" in scenario.eval_streams else None
-        y_all, p_all = recorder.stream(scenario.eval_streams[all_name].name) if all_name else (y, p)
+        all_name = "all_test" if "all_test" in exp.eval_streams else None
+        y_all, p_all = recorder.stream(exp.eval_streams[all_name].name) if all_name else (y, p)
         results["discovery"] = discovery_summary(
             y_all, p_all, scenario.info["known_classes"], discovery_log, cfg.get("discovery", {})
         )

@@ -42,8 +42,12 @@ class ExperienceLRScheduler(SupervisedPlugin):
     ``LRSchedulerPlugin(reset_lr=True, reset_scheduler=True)`` does).
 
     Args:
-        scheduler: the ``cl_strategy.scheduler`` dict; extra key ``by_iteration`` (default: True for
-            ``OneCycleLR``, False otherwise) chooses per-iteration or per-epoch stepping.
+        scheduler: the ``cl_strategy.scheduler`` dict; extra keys: ``by_iteration`` (default: True
+            for ``OneCycleLR``, False otherwise) chooses per-iteration or per-epoch stepping;
+            ``lr_scale`` (a float or a list, one per experience, the last repeating) multiplies the
+            optimizer's learning rates and ``max_lr`` for that experience, e.g. ``[1.0, 0.1]``: the
+            base experience learns at full rate, the incremental ones gently (class-incremental
+            recipes do this so a few epochs on new classes do not overwrite the features).
     """
 
     def __init__(self, scheduler: dict[str, Any]):
@@ -52,6 +56,11 @@ class ExperienceLRScheduler(SupervisedPlugin):
         name = cfg.get("type")
         resolve_type(SCHEDULERS, str(name), "cl_strategy.scheduler")
         self.by_iteration = bool(cfg.pop("by_iteration", name == "OneCycleLR"))
+        scale = cfg.pop("lr_scale", 1.0)
+        self.lr_scale = (
+            [float(v) for v in scale] if isinstance(scale, (list, tuple)) else [float(scale)]
+        )
+        self.experiences = 0
         self.cfg = cfg
         self.scheduler = None
         self._base_lrs: list[float] | None = None
@@ -67,6 +76,13 @@ class ExperienceLRScheduler(SupervisedPlugin):
             self.cfg, len(strategy.dataloader), strategy.train_epochs, self.by_iteration
         )
         self.scheduler = build(SCHEDULERS, cfg, key="cl_strategy.scheduler", optimizer=optimizer)
+
+    def state_dict(self) -> dict:
+        """The experience count (the lr scale of the next experience depends on it)."""
+        return {"experiences": self.experiences}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.experiences = int(state["experiences"])
 
     def after_training_iteration(self, strategy, **kwargs):
         if self.by_iteration and self.scheduler is not None:

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from avalanche_ext.losses.distillation import feature_distillation_loss, kd_loss
+from avalanche_ext.models.classifier import align_new_rows, set_batchnorm_mode
 from avalanche_ext.ncd import decision_offset, lookup_table
 from avalanche_ext.registry import PLUGINS
 from strategies.confidence_gate import eval_mode, is_discovery_experience, note_labeled_classes
@@ -87,35 +88,6 @@ def merge_param_groups(optimizer: torch.optim.Optimizer, original: list[dict[str
         values = {k: v for k, v in source.items() if k not in ("params", "lr_mult", "name")}
         merged.append({**values, "params": group["params"]})
     optimizer.param_groups[:] = merged
-
-
-def _set_batchnorm_mode(model: nn.Module, training: bool) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.train(training)
-
-
-@torch.no_grad()
-def align_new_rows(layer: nn.Linear, num_old: int) -> float:
-    """Weight aligning (Zhao et al., CVPR 2020): rescales the rows after ``num_old`` so their mean
-    norm equals the old rows' mean norm, removing the classifier's bias towards the classes it
-    was trained on last.
-
-    Args:
-        layer (nn.Linear): the classifier (rows = classes).
-        num_old (int): rows ``0 .. num_old-1`` are the old classes.
-
-    Returns:
-        float: the factor applied to the new rows (1.0 when there is nothing to align).
-    """
-    norms = layer.weight.norm(dim=1)
-    if num_old <= 0 or num_old >= norms.numel():
-        return 1.0
-    factor = float(norms[:num_old].mean() / norms[num_old:].mean().clamp_min(1e-12))
-    layer.weight[num_old:] *= factor
-    if layer.bias is not None:
-        layer.bias[num_old:] *= factor
-    return factor
 
 
 @PLUGINS.register_module()
@@ -268,7 +240,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         else:
             self._unfreeze(strategy.model)
         if self.freeze_bn:
-            _set_batchnorm_mode(strategy.model, training=False)
+            set_batchnorm_mode(strategy.model, training=False)
 
     def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
         self._epoch += 1
@@ -280,7 +252,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
             for p in self._frozen:
                 p.requires_grad_(False)
         # BatchNorm statistics are part of the backbone: keep them fixed too.
-        _set_batchnorm_mode(model, training=False)
+        set_batchnorm_mode(model, training=False)
 
     def _unfreeze(self, model: nn.Module) -> None:
         if not self._frozen:
@@ -288,7 +260,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         for p in self._frozen:
             p.requires_grad_(True)
         self._frozen = []
-        _set_batchnorm_mode(model, training=model.training)
+        set_batchnorm_mode(model, training=model.training)
 
     # ---------------------------------------------------------------- losses
     def after_forward(self, strategy: Any, **kwargs: Any) -> None:

@@ -14,7 +14,39 @@ from torch import nn
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.registry import MODELS
 
-__all__ = ["MMClassifier"]
+__all__ = ["MMClassifier", "align_new_rows", "set_batchnorm_mode"]
+
+
+@torch.no_grad()
+def align_new_rows(layer: nn.Linear, num_old: int, num_new: int | None = None) -> float:
+    """Weight aligning (Zhao et al., CVPR 2020): rescales the new rows so their mean norm equals the
+    old rows' mean norm, removing the classifier's bias towards the classes it was trained on last.
+
+    Args:
+        layer (nn.Linear): the classifier (rows = classes).
+        num_old (int): rows ``0 .. num_old-1`` are the old classes.
+        num_new (int | None): rows ``num_old .. num_old+num_new-1`` are the new ones (None: all the
+            rest; rows after them, e.g. grown only to evaluate future classes, are left alone).
+
+    Returns:
+        float: the factor applied to the new rows (1.0 when there is nothing to align).
+    """
+    norms = layer.weight.norm(dim=1)
+    end = norms.numel() if num_new is None else min(norms.numel(), num_old + num_new)
+    if num_old <= 0 or num_old >= end:
+        return 1.0
+    factor = float(norms[:num_old].mean() / norms[num_old:end].mean().clamp_min(1e-12))
+    layer.weight[num_old:end] *= factor
+    if layer.bias is not None:
+        layer.bias[num_old:end] *= factor
+    return factor
+
+
+def set_batchnorm_mode(model: nn.Module, training: bool) -> None:
+    """Puts every BatchNorm layer of ``model`` in train (re-estimate statistics) or eval mode."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train(training)
 
 
 def _normal_std(head_cfg: dict) -> float | None:

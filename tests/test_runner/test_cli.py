@@ -63,6 +63,7 @@ def test_cuda_without_cuda_is_a_one_line_error(cli):
         ("metrics.3.num_classes=7", ("metrics[3].num_classes", "7")),
         ("scenario.nonsense_key=1", ("scenario", "nonsense_key")),
         ("cl_strategy.optimizer.lrr=0.1", ("cl_strategy.optimizer", "lrr")),
+        ("eval_streams=[known]", ("eval_streams", "known")),
     ],
 )
 def test_config_mistakes_name_the_key(cli, tmp_path, option, needles):

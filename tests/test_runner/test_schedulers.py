@@ -32,7 +32,7 @@ class _Recorder(SupervisedPlugin):
         self.lrs[-1].append(strategy.optimizer.param_groups[0]["lr"])
 
     def before_training_epoch(self, strategy, **kw):
-        self.epochs.append(strategy._criterion.epoch)
+        self.epochs.append(getattr(strategy._criterion, "epoch", None))
 
 
 @pytest.mark.parametrize("experiences", [2])
@@ -57,3 +57,19 @@ def test_one_cycle_spans_each_experience_and_evidential_loss_sees_epochs(
     assert recorder.epochs == [0, 1, 0, 1], "the loss's epoch restarts with every experience"
     assert isinstance(strategy._criterion.epoch, int)
     assert torch.is_tensor(strategy.model.classifier.weight)
+
+
+def test_lr_scale_per_experience(synthetic_cfg):
+    cfg = synthetic_cfg
+    cfg.cl_strategy.scheduler = dict(
+        type="OneCycleLR", max_lr=0.2, total_steps="auto", lr_scale=[1.0, 0.25]
+    )
+    scenario = build_scenario(cfg.scenario)
+    recorder = _Recorder()
+    strategy = build_strategy(cfg.cl_strategy, build_model(cfg.model), None, "cpu", plugins=[recorder])
+    for exp in scenario.benchmark.train_stream:
+        strategy.train(exp)
+    peaks = [max(lrs) for lrs in recorder.lrs]
+    assert peaks[0] == pytest.approx(0.2, rel=0.05)
+    assert peaks[1] == pytest.approx(0.05, rel=0.05)
+    assert peaks[2] == pytest.approx(0.05, rel=0.05), "the last value repeats"

@@ -232,3 +232,30 @@ def test_rows_grown_only_for_evaluation_are_not_distilled(synthetic_cfg):
     # teacher of experience k was trained on 2k classes, although it has 6 output rows from k = 2
     assert seen == [2, 4, 6]
     assert int(lwf.old_model.active.sum()) == 6
+
+
+def test_mask_old_logits_hides_the_teachers_classes_from_the_criterion_only():
+    lwf = LwFPlugin(alpha=1.0, temperature=1.0, mask_old_logits=True)
+    lwf.old_model = frozen_copy(linear([1.0, 2.0]))
+    lwf.num_old_classes = 2
+    student = torch.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
+    strategy = SimpleNamespace(mb_output=student, mb_x=torch.ones(1, 1), loss=torch.zeros(()))
+    lwf.after_forward(strategy)
+    assert strategy.mb_output[0, :2].tolist() == [-1e4, -1e4]
+    assert strategy.mb_output[0, 2].item() == 3.0
+    lwf.before_backward(strategy)
+    # KD still sees the real student logits [1, 2] against the teacher's [1, 2]: zero loss
+    assert lwf.last_loss == pytest.approx(0.0, abs=1e-7)
+
+
+def test_align_new_rows_leaves_rows_grown_for_evaluation_alone():
+    from avalanche_ext.models.classifier import align_new_rows
+
+    layer = nn.Linear(2, 4)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 5.0]]))
+        layer.bias.zero_()
+    # old rows 0-1 (norm 1), new row 2 (norm 2), row 3 never trained
+    assert align_new_rows(layer, num_old=2, num_new=1) == pytest.approx(0.5)
+    assert layer.weight[2].tolist() == [1.0, 0.0]
+    assert layer.weight[3].tolist() == [0.0, 5.0]
