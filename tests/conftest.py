@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import avalanche_ext  # noqa: F401  (torchvision/avalanche fixes before anything else)
 import pytest
+
+import avalanche_ext  # noqa: F401  (torchvision/avalanche fixes before anything else)
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_CONFIG = REPO / "configs" / "synthetic" / "naive_resnet8_1ep_synthetic.py"

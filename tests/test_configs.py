@@ -10,7 +10,9 @@ from avalanche_ext.config import load_config
 from avalanche_ext.runner import Experiment
 
 CONFIGS = sorted(
-    p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.py") if "_base_" not in p.parts
+    p
+    for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.py")
+    if "_base_" not in p.parts
 )
 
 

@@ -11,8 +11,13 @@ pytestmark = pytest.mark.slow
 
 def test_demo_config_on_a_few_hundred_images(cli, tmp_path):
     proc = cli(
-        "configs/demo.py", "--work-dir", str(tmp_path), "--cfg-options",
-        "scenario.train_subset=4", "scenario.test_subset=2", "cl_strategy.train_epochs=1",
+        "configs/demo.py",
+        "--work-dir",
+        str(tmp_path),
+        "--cfg-options",
+        "scenario.train_subset=4",
+        "scenario.test_subset=2",
+        "cl_strategy.train_epochs=1",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "latest" / "results.json").read_text())

@@ -66,7 +66,9 @@ def test_lr_scale_per_experience(synthetic_cfg):
     )
     scenario = build_scenario(cfg.scenario)
     recorder = _Recorder()
-    strategy = build_strategy(cfg.cl_strategy, build_model(cfg.model), None, "cpu", plugins=[recorder])
+    strategy = build_strategy(
+        cfg.cl_strategy, build_model(cfg.model), None, "cpu", plugins=[recorder]
+    )
     for exp in scenario.benchmark.train_stream:
         strategy.train(exp)
     peaks = [max(lrs) for lrs in recorder.lrs]
