@@ -69,12 +69,16 @@ class ExperienceLRScheduler(SupervisedPlugin):
         optimizer = strategy.optimizer
         if self._base_lrs is None or len(self._base_lrs) != len(optimizer.param_groups):
             self._base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+        scale = self.lr_scale[min(self.experiences, len(self.lr_scale) - 1)]
+        self.experiences += 1
         for group, lr in zip(optimizer.param_groups, self._base_lrs):
-            group["lr"] = lr
+            group["lr"] = lr * scale
             group.pop("initial_lr", None)
         cfg = resolve_auto(
             self.cfg, len(strategy.dataloader), strategy.train_epochs, self.by_iteration
         )
+        if isinstance(cfg.get("max_lr"), (int, float)):
+            cfg["max_lr"] = cfg["max_lr"] * scale
         self.scheduler = build(SCHEDULERS, cfg, key="cl_strategy.scheduler", optimizer=optimizer)
 
     def state_dict(self) -> dict:

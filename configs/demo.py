@@ -22,8 +22,6 @@ cl_strategy = dict(
     train_mb_size=128,
     eval_mb_size=512,
     train_epochs=2,
-    # the new classes are learned at half the rate, so two epochs on them do not overwrite the features
-    scheduler=dict(lr_scale=[1.0, 0.5]),
     plugins=[
         # LwF alone cannot stop class-incremental forgetting: its KD is blind to a shift of all old
         # logits against the new ones. 2,000 replayed images (20 per class) give CE old negatives.

@@ -11,7 +11,7 @@ cl_strategy = dict(
     eval_mb_size=512,
     train_epochs=70,
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False),
-    scheduler=dict(_delete_=True, type='MultiStepLR', milestones=[49, 63], gamma=0.1, lr_scale=[1.0, 0.5]),
+    scheduler=dict(_delete_=True, type='MultiStepLR', milestones=[49, 63], gamma=0.1),
     plugins=[dict(type='ReplayPlugin', mem_size=2000), dict(type='LwFPlugin', alpha=1.0, temperature=2.0)],
 )
 work_dir = 'work_dirs/demo_full'

@@ -31,7 +31,7 @@ class _Recorder(SupervisedPlugin):
     def before_training_iteration(self, strategy, **kw):
         self.lrs[-1].append(strategy.optimizer.param_groups[0]["lr"])
 
-    def before_training_epoch(self, strategy, **kw):
+    def after_training_epoch(self, strategy, **kw):
         self.epochs.append(getattr(strategy._criterion, "epoch", None))
 
 
