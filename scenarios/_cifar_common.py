@@ -29,6 +29,7 @@ from avalanche_ext.scenario import (
 )
 
 __all__ = [
+    "known_novel_eval_sets",
     "DATASET_LOADERS",
     "ImageSource",
     "check_cap",
@@ -302,6 +303,26 @@ def unlabeled_dataset(
         eval_transform,
         targets=[UNLABELED] * len(images),
     )
+
+
+def known_novel_eval_sets(
+    test_part: Callable, num_known: int, novel_ids: list[int], eval_transform: Callable | None
+) -> dict[str, list]:
+    """The ``known_test`` / ``novel_test`` / ``all_test`` streams (one experience each).
+
+    Args:
+        test_part: class ids -> ``(images, labels)`` of their test images.
+        num_known: known classes are ``0 .. num_known-1``.
+        novel_ids: the novel class ids.
+        eval_transform: built evaluation transform.
+    """
+    known_ids = list(range(num_known))
+    groups = (
+        ("known_test", known_ids),
+        ("novel_test", novel_ids),
+        ("all_test", known_ids + novel_ids),
+    )
+    return {name: [eval_dataset(*test_part(group), eval_transform)] for name, group in groups}
 
 
 def eval_dataset(images: torch.Tensor, labels: torch.Tensor, eval_transform: Callable | None):

@@ -24,6 +24,7 @@ from scenarios._cifar_common import (
     eval_dataset,
     gather_images,
     interleave_by_class,
+    known_novel_eval_sets,
     labeled_dataset,
     load_image_source,
     make_benchmark_with_eval_streams,
@@ -384,14 +385,7 @@ def cifar100_known_novel_lt(
     known_ids, novel_ids = list(range(num_known)), list(range(num_known, num_classes))
     test_groups = [known_ids] + plan.discovery_classes
     test_datasets = [eval_dataset(*test_part(group), eval_transform) for group in test_groups]
-    eval_sets = {
-        name: [eval_dataset(*test_part(group), eval_transform)]
-        for name, group in (
-            ("known_test", known_ids),
-            ("novel_test", novel_ids),
-            ("all_test", known_ids + novel_ids),
-        )
-    }
+    eval_sets = known_novel_eval_sets(test_part, num_known, novel_ids, eval_transform)
     benchmark, eval_streams = make_benchmark_with_eval_streams(
         train_datasets, test_datasets, eval_sets
     )

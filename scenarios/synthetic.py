@@ -21,6 +21,7 @@ from scenarios._cifar_common import (
     discovery_known_counts,
     eval_dataset,
     interleave_by_class,
+    known_novel_eval_sets,
     labeled_dataset,
     make_benchmark_with_eval_streams,
     seeded_rng,
@@ -181,15 +182,7 @@ def synthetic_stream(
         )
         train_datasets.append(unlabeled_dataset(images, train_transform, eval_transform))
         test_groups.append(novel_ids)
-        known_ids = list(range(num_known))
-        eval_sets = {
-            name: [eval_dataset(*test_part(group), eval_transform)]
-            for name, group in (
-                ("known_test", known_ids),
-                ("novel_test", novel_ids),
-                ("all_test", known_ids + novel_ids),
-            )
-        }
+        eval_sets = known_novel_eval_sets(test_part, num_known, novel_ids, eval_transform)
     test_datasets = [eval_dataset(*test_part(group), eval_transform) for group in test_groups]
     benchmark, eval_streams = make_benchmark_with_eval_streams(
         train_datasets, test_datasets, eval_sets
