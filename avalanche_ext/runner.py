@@ -35,6 +35,7 @@ from avalanche_ext.checkpoint import (
     set_rng_state,
 )
 from avalanche_ext.errors import ConfigError
+from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.recorder import PredictionRecorder
 from avalanche_ext.registry import LOGGERS, resolve_type
 from avalanche_ext.scenario import BuiltScenario, stream_summary
@@ -264,13 +265,17 @@ class Experiment:
             )
         ).__name__
 
+    @property
+    def scenario_type(self) -> str | None:
+        """The scenario's registered name (``dataset_type`` being the demo's alias of ``type``)."""
+        cfg = self.cfg.scenario
+        return self.scenario.info.get("type") or cfg.get("type") or cfg.get("dataset_type")
+
     def describe(self) -> dict[str, Any]:
         """The ``--dry-run`` summary."""
         bench = self.scenario.benchmark
         return {
-            "scenario": self.scenario.info.get("type")
-            or self.cfg.scenario.get("type")
-            or self.cfg.scenario.get("dataset_type"),
+            "scenario": self.scenario_type,
             "num_classes": self.scenario.num_classes,
             "train_stream": stream_summary(bench.train_stream),
             "test_stream": stream_summary(bench.test_stream),
@@ -393,7 +398,7 @@ def _train(
         "device": str(exp.device),
         "versions": versions(),
         "scenario": {
-            "type": exp.describe()["scenario"],
+            "type": exp.scenario_type,
             "num_classes": scenario.num_classes,
             "class_names": scenario.class_names,
             "train_stream": stream_summary(bench.train_stream),
@@ -449,7 +454,7 @@ def _train(
             _accuracy_row(metrics, bench.test_stream.name + "_stream", n_test)
         )
         y, p = recorder.stream(bench.test_stream.name)
-        results["_pca_prev"] = _per_class(y, p, scenario.num_classes)
+        results["_pca_prev"] = per_class_accuracy(y, p, scenario.num_classes)
         if i in scenario.hidden_labels:
             discovery_log.append(_discovery_training_facts(strategy, scenario, i))
         if interval and ((i + 1) % interval == 0 or is_last):
@@ -469,14 +474,6 @@ def _train(
     _point_latest(run_dir)
     say(f"results: {run_dir / 'results.json'}")
     return results
-
-
-def _per_class(y: torch.Tensor, p: torch.Tensor, num_classes: int) -> list[float | None]:
-    out: list[float | None] = []
-    for c in range(num_classes):
-        mask = y == c
-        out.append(float((p[mask] == c).float().mean()) if mask.any() else None)
-    return out
 
 
 def _discovery_training_facts(strategy, scenario: BuiltScenario, index: int) -> dict[str, Any]:
@@ -611,13 +608,8 @@ def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_di
     }
     y, p = recorder.stream(scenario.benchmark.test_stream.name)
     n = scenario.num_classes
-    results["per_class_accuracy"] = _per_class(y, p, n)
-    cm = torch.zeros(n, n, dtype=torch.long)
-    valid = (y >= 0) & (y < n) & (p >= 0) & (p < n)
-    cm.index_put_(
-        (y[valid], p[valid]), torch.ones(int(valid.sum()), dtype=torch.long), accumulate=True
-    )
-    results["confusion_matrix"] = cm.tolist()
+    results["per_class_accuracy"] = per_class_accuracy(y, p, n)
+    results["confusion_matrix"] = confusion_matrix(y, p, n)
     if scenario.info.get("novel_classes"):
         from avalanche_ext.metrics.discovery import discovery_summary  # noqa: PLC0415
 
