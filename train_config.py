@@ -2,7 +2,8 @@
 """Run one continual-learning experiment from an OpenMMLab-style config.
 
     python train_config.py CONFIG [--device cpu|cuda|cuda:N] [--work-dir DIR]
-        [--cfg-options k=v ...] [--seed N] [--resume [PATH]] [--dry-run] [--debug]
+        [--cfg-options k=v ...] [--seed N | --seeds N N ...] [--resume [PATH]] [--dry-run]
+        [--debug]
 
 A thin CLI over :func:`avalanche_ext.runner.run`. User mistakes end with one ``error: ...`` line on
 stderr and exit code 2 (``--debug`` shows the traceback).
@@ -44,6 +45,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="run once per seed (into WORK_DIR/seed_N) and write seeds_summary.json/.md: "
+        "mean and std of the headline numbers",
+    )
+    parser.add_argument(
         "--resume",
         nargs="?",
         const=True,
@@ -66,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         from avalanche_ext.runner import run  # noqa: PLC0415
 
         cfg = load_config(args.config, args.cfg_options)
+        if args.seeds:
+            return _run_seeds(args, cfg, run)
         result = run(
             cfg,
             device=args.device,
@@ -98,6 +109,34 @@ def main(argv: list[str] | None = None) -> int:
                 indent=2,
             )
         )
+    return 0
+
+
+def _run_seeds(args: argparse.Namespace, cfg, run) -> int:
+    """``--seeds``: one run per seed, then the mean/std summary beside them."""
+    from avalanche_ext.report.seeds import aggregate_seeds, seeds_markdown  # noqa: PLC0415
+
+    if args.seed is not None or args.resume or args.dry_run:
+        raise ConfigError("--seeds: cannot be combined with --seed, --resume or --dry-run")
+    work = Path(args.work_dir or cfg.get("work_dir") or Path("work_dirs") / Path(args.config).stem)
+    runs = []
+    for seed in args.seeds:
+        runs.append(
+            run(
+                cfg.copy(),
+                device=args.device,
+                work_dir=str(work / f"seed_{seed}"),
+                seed=seed,
+                config_path=args.config,
+                progress=lambda msg, s=seed: print(
+                    f"[seed {s}] {msg}", file=sys.stderr, flush=True
+                ),
+            )
+        )
+    summary = aggregate_seeds(runs)
+    (work / "seeds_summary.json").write_text(json.dumps(summary, indent=2))
+    (work / "seeds_summary.md").write_text(seeds_markdown(summary))
+    print(json.dumps({"work_dir": str(work), "summary": str(work / "seeds_summary.md")}, indent=2))
     return 0
 
 

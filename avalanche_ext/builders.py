@@ -125,9 +125,24 @@ def build_optimizer(cfg: dict, model: torch.nn.Module, key: str = "cl_strategy.o
     return build(OPTIMIZERS, _plain(cfg), key=key, params=model.parameters())
 
 
-def build_plugins(cfgs: list | None, key: str = "cl_strategy.plugins") -> list:
-    """Builds the strategy plugins, in config order (the order Avalanche calls them)."""
-    return [build(PLUGINS, _plain(c), key=f"{key}[{i}]") for i, c in enumerate(cfgs or [])]
+def build_plugins(
+    cfgs: list | None, key: str = "cl_strategy.plugins", seed: int | None = None
+) -> list:
+    """Builds the strategy plugins, in config order (the order Avalanche calls them).
+
+    A plugin whose constructor takes ``seed`` and whose config leaves it unset (or None) gets the
+    run's ``seed``, so ``--seed`` drives every random choice of the training (hold-outs, k-means,
+    replay draws); the scenario's split keeps its own ``scenario.seed`` (see README, Seeds).
+    """
+    plugins = []
+    for i, c in enumerate(cfgs or []):
+        c = _plain(c)
+        if seed is not None and c.get("seed") is None:
+            cls = resolve_type(PLUGINS, str(c.get("type")), f"{key}[{i}].type")
+            if "seed" in inspect.signature(cls).parameters:
+                c = {**c, "seed": int(seed)}
+        plugins.append(build(PLUGINS, c, key=f"{key}[{i}]"))
+    return plugins
 
 
 def build_loggers(cfgs: list | None, work_dir: str, key: str = "loggers") -> list:
@@ -202,6 +217,8 @@ def build_strategy(
     if callable(getattr(criterion, "set_epoch", None)):
         plugins.append(LossEpochUpdater())
     args = {k: v for k, v in cfg.items() if k not in _STRATEGY_OWN_KEYS}
+    if isinstance(args.get("train_epochs"), (list, tuple)):
+        args["train_epochs"] = int(args["train_epochs"][0])  # the runner sets it per experience
     extra = dict(
         model=model, optimizer=optimizer, criterion=criterion, plugins=plugins, device=device
     )

@@ -21,6 +21,7 @@ __all__ = [
     "sinkhorn_knopp",
     "balanced_kmeans_assign",
     "preprocess_features",
+    "semi_supervised_kmeans",
 ]
 
 KMEANS_BACKENDS = ("auto", "faiss", "sklearn")
@@ -245,3 +246,84 @@ def preprocess_features(
         if l2_normalize:
             x = normalize(x)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _seed_centres(
+    x: torch.Tensor, fixed: torch.Tensor, k: int, gen: torch.Generator
+) -> torch.Tensor:
+    """k-means++ seeding of ``k`` new centres given centres already placed (``fixed``)."""
+    chosen: list[torch.Tensor] = []
+    if fixed.shape[0]:
+        d2 = torch.cdist(x, fixed).amin(1).pow(2)
+    else:
+        first = x[torch.randint(0, x.shape[0], (1,), generator=gen)]
+        chosen.append(first[0])
+        d2 = (x - first).pow(2).sum(1)
+    while len(chosen) < k:
+        probs = d2 / d2.sum() if float(d2.sum()) > 0 else torch.full_like(d2, 1.0 / d2.numel())
+        pick = x[torch.multinomial(probs, 1, generator=gen)][0]
+        chosen.append(pick)
+        d2 = torch.minimum(d2, (x - pick).pow(2).sum(1))
+    return torch.stack(chosen)
+
+
+def semi_supervised_kmeans(
+    features: np.ndarray | torch.Tensor,
+    known_centres: np.ndarray | torch.Tensor,
+    k: int,
+    seed: int = 0,
+    n_iter: int = 50,
+    n_init: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means with the known classes' centres held fixed and ``k`` free centres (GCD, Vaze et al.
+    CVPR 2022, with prototypes as the labeled anchors).
+
+    Samples nearest to a known centre join that class instead of forming a false novel cluster;
+    only the ``k`` novel centres move (Lloyd updates). An emptied novel centre is re-seeded at the
+    sample farthest from every centre. The restart of lowest inertia is kept.
+
+    Args:
+        features: ``[N, D]`` features (already preprocessed, e.g. L2-normalised).
+        known_centres: ``[K, D]`` fixed centres in the same space (``K`` may be 0).
+        k: number of novel clusters, ``1 <= k <= N``.
+        seed: seed of the k-means++ seeding.
+        n_iter: maximum Lloyd iterations.
+        n_init: restarts.
+
+    Returns:
+        tuple: ``labels`` (``[N]`` int64: ``0..K-1`` a known centre, ``K..K+k-1`` a novel cluster)
+        and ``novel_centroids`` (``[k, D]`` float32).
+
+    Raises:
+        ValueError: ``k`` out of range or mismatched dimensions.
+    """
+    x = torch.from_numpy(_as_float32(features)).double()
+    fixed = torch.from_numpy(_as_float32(known_centres)).double().reshape(-1, x.shape[1])
+    if not 1 <= k <= x.shape[0]:
+        raise ValueError(f"cannot make {k} novel clusters from {x.shape[0]} samples")
+    num_fixed = fixed.shape[0]
+    best: tuple[float, torch.Tensor, torch.Tensor] | None = None
+    for restart in range(max(1, int(n_init))):
+        gen = torch.Generator().manual_seed(int(seed) + restart)
+        novel = _seed_centres(x, fixed, k, gen)
+        for _ in range(int(n_iter)):
+            dist = torch.cdist(x, torch.cat([fixed, novel]))
+            labels = dist.argmin(1)
+            updated = novel.clone()
+            for c in range(k):
+                members = labels == num_fixed + c
+                if members.any():
+                    updated[c] = x[members].mean(0)
+                else:  # re-seed at the sample farthest from every centre
+                    updated[c] = x[dist.amin(1).argmax()]
+            shift = float((updated - novel).abs().max())
+            novel = updated
+            if shift < 1e-7:
+                break
+        dist = torch.cdist(x, torch.cat([fixed, novel]))
+        labels = dist.argmin(1)
+        inertia = float(dist.amin(1).pow(2).sum())
+        if best is None or inertia < best[0]:
+            best = (inertia, labels, novel)
+    assert best is not None
+    return best[1].numpy().astype(np.int64), best[2].float().numpy()

@@ -16,7 +16,10 @@ __all__ = ["load_config", "resolve_config_path", "validate_config", "REQUIRED_KE
 REQUIRED_KEYS = ("scenario", "model", "cl_strategy")
 # key -> (expected python types, description) for the values that must have a given type.
 _TYPED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "cl_strategy.train_epochs": ((int,), "a positive int"),
+    "cl_strategy.train_epochs": (
+        (int, list, tuple),
+        "a positive int, or a list of them (one per experience, the last repeated)",
+    ),
     "cl_strategy.train_mb_size": ((int,), "a positive int"),
     "cl_strategy.eval_mb_size": ((int,), "a positive int"),
     "cl_strategy.plugins": ((list, tuple), "a list of plugin dicts"),
@@ -80,7 +83,10 @@ def validate_config(cfg: Config) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, types):
             raise ConfigError(f"{key}: expected {what}, got {value!r}")
-        if key in _POSITIVE and value <= 0:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if key in _POSITIVE and (
+            not items or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in items)
+        ):
             raise ConfigError(f"{key}: expected {what}, got {value!r}")
     for key in ("cl_strategy.plugins", "metrics", "loggers"):
         for i, item in enumerate(_get(cfg, key) or []):

@@ -5,6 +5,7 @@ Tensors in, tensors out; the plugins in ``strategies/`` (gate, clustering, dual 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ __all__ = [
     "ClusterResult",
     "align_cluster_ids",
     "cluster_pool",
-    "decision_offset",
+    "novel_rate_offset",
     "evict_fifo",
     "evict_most_confident",
     "lookup_table",
@@ -246,32 +247,28 @@ def lookup_table(
     return table
 
 
-def decision_offset(margins: torch.Tensor, positive: torch.Tensor) -> float:
-    """Offset ``b`` making ``margins + b > 0`` agree with ``positive`` on as many samples as possible.
+def novel_rate_offset(margins: torch.Tensor, rate: float) -> float:
+    """Offset ``b`` such that ``margins + b > 0`` holds for a share ``rate`` of known samples.
 
-    Used to calibrate a grown classifier's old-vs-new decision (BiC-style bias correction, Wu et al.
-    2019): ``margins`` = best new-class logit minus best old-class logit, ``positive`` = the samples
-    the gate pooled as novel. Among the optimal cuts the one in the middle of the widest agreeing
-    gap is returned, so the offset does not hug a sample.
+    Calibrates a grown classifier's old-vs-new decision on held-out KNOWN samples (true labels,
+    never trained on): ``margins`` = best new-class logit minus best old-class logit of each; after
+    adding ``b`` to every new row's bias, ``floor(rate * n)`` of them are predicted as a new class
+    (the cut sits halfway between two consecutive margins, so it does not hug a sample). This is a
+    bias correction in the spirit of BiC (Wu et al. 2019), fitted on known data instead of on the
+    gate's own decisions.
 
     Args:
-        margins (Tensor): ``[N]`` float margins.
-        positive (Tensor): ``[N]`` bool, True where ``margins + b > 0`` is wanted.
+        margins (Tensor): ``[n]`` float margins of held-out known samples.
+        rate (float): target share in ``[0, 1)`` of them predicted as new.
 
     Returns:
         float: ``b`` (0.0 for an empty input).
     """
-    m = margins.detach().double().cpu().flatten()
-    pos = positive.detach().bool().cpu().flatten()
-    if m.numel() == 0:
+    m = torch.sort(margins.detach().double().cpu().flatten(), descending=True).values
+    n = m.numel()
+    if n == 0:
         return 0.0
-    order = torch.argsort(m, stable=True)
-    m, pos = m[order], pos[order]
-    # Cut after position j (0..N): samples 0..j-1 negative, j..N-1 positive.
-    neg_left = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(~pos, 0)])
-    pos_right = pos.sum() - torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(pos, 0)])
-    agree = neg_left + pos_right
-    best = int(torch.argmax(agree))
-    low = m[best - 1] if best > 0 else m[0] - 1.0
-    high = m[best] if best < m.numel() else m[-1] + 1.0
-    return float(-(low + high) / 2)
+    j = int(math.floor(rate * n + 1e-9))  # samples allowed above the cut
+    above = m[j - 1] if j > 0 else m[0] + 1.0
+    below = m[j] if j < n else m[-1] - 1.0
+    return float(-(above + below) / 2)

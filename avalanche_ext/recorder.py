@@ -1,5 +1,6 @@
-"""Records predictions during evaluation, so per-class accuracy, the confusion matrix and the
-discovery metrics come from the very forward passes Avalanche's metrics saw (no second pass)."""
+"""Records predictions (and logits) during evaluation, so per-class accuracy, the confusion matrix
+and the discovery metrics come from the very forward passes Avalanche's metrics saw (no second
+pass); pads evaluation logits to the scenario's classes so a model never grows to evaluate."""
 
 from __future__ import annotations
 
@@ -8,16 +9,44 @@ from collections import defaultdict
 import torch
 from avalanche.core import SupervisedPlugin
 
-__all__ = ["PredictionRecorder"]
+from avalanche_ext.ncd_state import MASKED_LOGIT
+
+__all__ = ["EvalLogitPadding", "PredictionRecorder"]
+
+
+class EvalLogitPadding(SupervisedPlugin):
+    """Pads ``strategy.mb_output`` in evaluation to ``num_classes`` columns with ``MASKED_LOGIT``.
+
+    Classes the model does not have yet (future classes of a class-incremental stream, or novel
+    classes not discovered yet) are then never predicted, and Avalanche's loss on their test
+    samples stays finite, without growing the model (which would leak the number of classes).
+
+    Args:
+        num_classes: the scenario's number of classes.
+    """
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = int(num_classes)
+
+    def after_eval_forward(self, strategy, **kwargs):
+        out = strategy.mb_output
+        missing = self.num_classes - out.shape[1]
+        if missing > 0:
+            pad = out.new_full((out.shape[0], missing), MASKED_LOGIT)
+            strategy.mb_output = torch.cat([out, pad], dim=1)
 
 
 class PredictionRecorder(SupervisedPlugin):
-    """Keeps ``(targets, predictions)`` per (stream name, experience index) of the last evaluation."""
+    """Keeps ``(targets, predictions, logits)`` per (stream name, experience index) of the last
+    evaluation of each experience."""
 
-    def __init__(self):
+    def __init__(self, keep_logits: bool = True):
         super().__init__()
+        self.keep_logits = bool(keep_logits)
         self._targets: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)
         self._preds: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)
+        self._logits: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)
 
     @staticmethod
     def _key(strategy) -> tuple[str, int]:
@@ -26,17 +55,23 @@ class PredictionRecorder(SupervisedPlugin):
 
     def before_eval_exp(self, strategy, **kwargs):
         key = self._key(strategy)
-        self._targets.pop(key, None)
-        self._preds.pop(key, None)
+        for table in (self._targets, self._preds, self._logits):
+            table.pop(key, None)
 
     def after_eval_iteration(self, strategy, **kwargs):
         key = self._key(strategy)
+        out = strategy.mb_output.detach()
         self._targets[key].append(strategy.mb_y.detach().cpu())
-        self._preds[key].append(strategy.mb_output.detach().argmax(dim=1).cpu())
+        self._preds[key].append(out.argmax(dim=1).cpu())
+        if self.keep_logits:
+            self._logits[key].append(out.float().cpu())
+
+    def _keys(self, name: str) -> list[tuple[str, int]]:
+        return sorted(k for k in self._targets if k[0] == name)
 
     def stream(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Targets and predictions over all recorded experiences of stream ``name``, in order."""
-        keys = sorted(k for k in self._targets if k[0] == name)
+        keys = self._keys(name)
         if not keys:
             empty = torch.empty(0, dtype=torch.long)
             return empty, empty
@@ -44,6 +79,22 @@ class PredictionRecorder(SupervisedPlugin):
             torch.cat([torch.cat(self._targets[k]) for k in keys]),
             torch.cat([torch.cat(self._preds[k]) for k in keys]),
         )
+
+    def stream_logits(self, name: str) -> torch.Tensor | None:
+        """Logits over all recorded experiences of stream ``name`` (None when not kept); all
+        experiences are padded to the same width by :class:`EvalLogitPadding`."""
+        keys = self._keys(name)
+        if not keys or not self.keep_logits or not all(self._logits[k] for k in keys):
+            return None
+        return torch.cat([torch.cat(self._logits[k]) for k in keys])
+
+    def experience(self, name: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targets and predictions of one experience of stream ``name``."""
+        key = (name, int(index))
+        if key not in self._targets:
+            empty = torch.empty(0, dtype=torch.long)
+            return empty, empty
+        return torch.cat(self._targets[key]), torch.cat(self._preds[key])
 
     def stream_names(self) -> list[str]:
         return sorted({k[0] for k in self._targets})

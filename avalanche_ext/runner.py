@@ -35,8 +35,10 @@ from avalanche_ext.checkpoint import (
     set_rng_state,
 )
 from avalanche_ext.errors import ConfigError
+from avalanche_ext.metrics.discovery import map_predictions, training_mapping
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
-from avalanche_ext.recorder import PredictionRecorder
+from avalanche_ext.ncd_state import DiscoveryState, discovery_state
+from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder
 from avalanche_ext.registry import LOGGERS, resolve_type
 from avalanche_ext.scenario import BuiltScenario, stream_summary
 from avalanche_ext.utils.jsonable import to_jsonable
@@ -249,7 +251,7 @@ class Experiment:
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
         self.eval_streams = _select_eval_streams(self.scenario, cfg.get("eval_streams"))
-        self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"))
+        self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"), seed=self.seed)
         # Build (and drop) the strategy once, so every key is checked before anything is written;
         # loggers are only resolved here: constructing them would create files.
         for i, logger in enumerate(cfg.get("loggers") or []):
@@ -319,6 +321,7 @@ def run(
     dry_run: bool = False,
     config_path: str | None = None,
     progress: Callable[[str], None] | None = None,
+    fresh_plugins_ok: bool = False,
 ) -> dict[str, Any]:
     """Runs one experiment.
 
@@ -331,6 +334,9 @@ def run(
         dry_run: build everything, train nothing, return the stream description.
         config_path: the config file, recorded in results.json.
         progress: called with one-line progress messages (the CLI prints them).
+        fresh_plugins_ok: on resume, plugins absent from the checkpoint start fresh instead of
+            being refused (API only: ``benchmarks/ncd_ablation.py`` resumes one base experience
+            into runs with other plugins).
 
     Returns:
         The results dict (also written to ``<run_dir>/results.json``), or the description on dry run.
@@ -356,7 +362,7 @@ def run(
     else:
         run_dir = make_run_dir(work)
     try:
-        return _train(exp, cfg, run_dir, checkpoint, config_path, say, t_start)
+        return _train(exp, cfg, run_dir, checkpoint, config_path, say, t_start, fresh_plugins_ok)
     except BaseException:
         if checkpoint is None and not any(run_dir.iterdir()):
             run_dir.rmdir()
@@ -371,6 +377,7 @@ def _train(
     config_path: str | None,
     say: Callable[[str], None],
     t_start: float,
+    fresh_plugins_ok: bool = False,
 ) -> dict[str, Any]:
     scenario = exp.scenario
     if checkpoint is None:
@@ -380,12 +387,20 @@ def _train(
     loggers = builders.build_loggers(cfg.get("loggers"), str(run_dir))
     evaluator = builders.build_evaluator(cfg.get("metrics"), loggers, scenario)
     recorder = PredictionRecorder()
+    padding = EvalLogitPadding(scenario.num_classes)
     strategy = builders.build_strategy(
-        cfg.cl_strategy, exp.model, evaluator, exp.device, plugins=exp.plugins + [recorder]
+        cfg.cl_strategy,
+        exp.model,
+        evaluator,
+        exp.device,
+        plugins=exp.plugins + [padding, recorder],
     )
-    # Facts the plugins read through the strategy (docs/contracts.md).
-    strategy.num_known_classes = scenario.initial_num_classes or scenario.num_classes
-    strategy.scenario_info = scenario.info
+    # The one object the plugins share (docs/contracts.md), and a known-classes-only view of the
+    # scenario: nothing reachable from training code counts or names the novel classes.
+    strategy.ncd = DiscoveryState(
+        num_known_classes=scenario.initial_num_classes or scenario.num_classes
+    )
+    strategy.scenario_info = known_view(scenario)
 
     bench = scenario.benchmark
     train_stream = list(bench.train_stream)
@@ -411,28 +426,39 @@ def _train(
     }
     start = 0
     if checkpoint is not None:
-        start = _restore(checkpoint, exp, strategy, evaluator, results)
+        start = _restore(checkpoint, exp, strategy, evaluator, results, fresh_plugins_ok)
         say(f"resumed from experience {start} of {len(train_stream)} ({run_dir})")
 
     interval = int((cfg.get("checkpoint_config") or {}).get("interval", 0) or 0)
-    discovery_log: list[dict[str, Any]] = []
+    discovery_log: list[dict[str, Any]] = results.pop("_discovery_log", None) or []
+    known = list(range(scenario.initial_num_classes or scenario.num_classes))
+    hidden = bool(scenario.hidden_labels)
+    test_name = bench.test_stream.name
     for i in range(start, len(train_stream)):
         experience = train_stream[i]
         say(f"experience {i + 1}/{len(train_stream)}: {len(experience.dataset)} training samples")
         is_last = i == len(train_stream) - 1
+        strategy.train_epochs = epochs_for(cfg.cl_strategy.get("train_epochs", 1), i)
         t0 = time.time()
         strategy.train(experience)
         train_time = time.time() - t0
-        if is_last and len(train_stream) > 1 and scenario.hidden_labels:
+        if i in scenario.hidden_labels:
+            facts = _discovery_training_facts(strategy, scenario, i)
+            discovery_log.append(facts)
+            say(f"discovery on experience {i + 1}: {facts['reason']}")
+        if is_last and len(train_stream) > 1 and hidden:
             results["per_class_accuracy_before_update"] = results.get("_pca_prev")
         t0 = time.time()
         # The extra streams first: Avalanche's forgetting metrics key experiences by index only, so
-        # the test stream must be the last one evaluated for its forgetting values to be its own.
+        # the test stream must be the last one evaluated for its forgetting values to be its own
+        # (the extra streams' forgetting values are dropped from the results: they are not theirs).
         for stream in exp.eval_streams.values():
             strategy.eval(stream)
         strategy.eval(bench.test_stream)
         eval_time = time.time() - t0
-        metrics = _float_metrics(evaluator.get_last_metrics())
+        metrics = _without_foreign_forgetting(
+            _float_metrics(evaluator.get_last_metrics()), test_name
+        )
         eval_images = sum(len(e.dataset) for e in bench.test_stream) + sum(
             len(e.dataset) for s in exp.eval_streams.values() for e in s
         )
@@ -450,15 +476,24 @@ def _train(
                 "eval": metrics,
             }
         )
-        results["accuracy_matrix"].append(
-            _accuracy_row(metrics, bench.test_stream.name + "_stream", n_test)
-        )
-        y, p = recorder.stream(bench.test_stream.name)
+        y, p = recorder.stream(test_name)
+        if hidden:
+            # Discovered ids mean nothing by themselves: map them to classes (FRoST's mapping from
+            # the novel training clusters) before any accuracy is read off predictions.
+            mapping = training_mapping(discovery_log, known)
+            results["accuracy_matrix"].append(
+                _mapped_row(recorder, test_name, n_test, mapping, known)
+            )
+            if i + 1 in scenario.hidden_labels and results.get("_floor") is None:
+                results["_floor"] = {"predictions": p.tolist()}
+            p = torch.from_numpy(map_predictions(p, mapping, known))
+        else:
+            results["accuracy_matrix"].append(_accuracy_row(metrics, test_name + "_stream", n_test))
         results["_pca_prev"] = per_class_accuracy(y, p, scenario.num_classes)
-        if i in scenario.hidden_labels:
-            discovery_log.append(_discovery_training_facts(strategy, scenario, i))
         if interval and ((i + 1) % interval == 0 or is_last):
+            results["_discovery_log"] = discovery_log
             _save(run_dir, i + 1, exp, strategy, evaluator, results)
+            results.pop("_discovery_log", None)
         say(
             f"experience {i + 1}/{len(train_stream)} done in {train_time:.1f}s; "
             f"test accuracy {_stream_metric(metrics, 'Top1_Acc_Stream', 'test_stream') or 0:.4f}"
@@ -476,19 +511,59 @@ def _train(
     return results
 
 
+def epochs_for(plan: int | list | tuple, index: int) -> int:
+    """Epochs of experience ``index``: ``cl_strategy.train_epochs`` as an int, or a list (one per
+    experience, the last repeated: ``[6, 3]`` = 6 epochs for the base experience, 3 after)."""
+    if isinstance(plan, (list, tuple)):
+        return int(plan[min(index, len(plan) - 1)])
+    return int(plan)
+
+
 def _discovery_training_facts(strategy, scenario: BuiltScenario, index: int) -> dict[str, Any]:
-    """What the gate pooled and the clustering assigned on discovery experience ``index``, with the
-    hidden labels (evaluation only) needed to score them."""
+    """What the discovery plugins did on experience ``index`` (``strategy.ncd.facts()``), with the
+    hidden labels (evaluation only) needed to score it."""
     facts: dict[str, Any] = {"experience": index, "true_labels": scenario.hidden_labels[index]}
-    pool = getattr(strategy, "novel_pool", None)
-    if pool is not None and getattr(pool, "experience_index", index) == index:
-        facts["pool_indices"] = pool.indices.detach().cpu()
-        facts["all_scores"] = getattr(pool, "all_scores", None)
-        facts["threshold"] = getattr(pool, "threshold", None)
-    pseudo = getattr(strategy, "pseudo_labels", None)
-    if pseudo is not None:
-        facts["pseudo_labels"] = pseudo.detach().cpu()
+    state = discovery_state(strategy)
+    facts.update(state.facts())
+    if state.pool is None or state.pool.experience_index != index:
+        for key in ("pool_indices", "all_scores", "threshold", "pseudo_labels", "cluster_of_all"):
+            facts.pop(key, None)
+        facts["triggered"] = False
+        facts["reason"] = "no discovery plugin ran on this experience (no gate in the plugins)"
     return facts
+
+
+def _without_foreign_forgetting(metrics: dict[str, Any], test_name: str) -> dict[str, Any]:
+    """Drops forgetting values of streams other than the test stream: Avalanche keys forgetting by
+    experience index only, so another stream's value compares accuracies of different data."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if "Forgetting" not in k.split("/")[0] or f"/{test_name}_stream" in k
+    }
+
+
+def _mapped_row(recorder, stream: str, n: int, mapping: dict, known: list[int]) -> list:
+    """Accuracy of every test experience with discovered ids mapped to classes."""
+    row: list[float | None] = []
+    for j in range(n):
+        y, p = recorder.experience(stream, j)
+        if y.numel() == 0:
+            row.append(None)
+            continue
+        row.append(float((map_predictions(p, mapping, known) == y.numpy()).mean()))
+    return row
+
+
+def known_view(scenario: BuiltScenario) -> dict[str, Any]:
+    """The scenario facts training code may see: the known classes and their counts only."""
+    known = scenario.initial_num_classes or scenario.num_classes
+    counts = scenario.info.get("train_class_counts")
+    return {
+        "num_known": known,
+        "known_classes": list(range(known)),
+        "train_class_counts": None if counts is None else list(counts[:known]),
+    }
 
 
 def _save(run_dir: Path, next_exp: int, exp: Experiment, strategy, evaluator, results) -> None:
@@ -503,6 +578,7 @@ def _save(run_dir: Path, next_exp: int, exp: Experiment, strategy, evaluator, re
         "optimizer": strategy.optimizer.state_dict(),
         "optimizer_param_names": _optimizer_param_names(strategy, exp.model),
         "plugins": plugin_states,
+        "ncd": discovery_state(strategy).state_dict(),
         "evaluator": capture_state(evaluator),
         "clock": capture_state(strategy.clock),
         "rng": get_rng_state(),
@@ -564,7 +640,9 @@ def _restore_optimizer(strategy, model: torch.nn.Module, state: dict, names: lis
     strategy.optimized_param_id = dict(model.named_parameters())
 
 
-def _restore(ckpt: dict, exp: Experiment, strategy, evaluator, results: dict) -> int:
+def _restore(
+    ckpt: dict, exp: Experiment, strategy, evaluator, results: dict, fresh_plugins_ok: bool = False
+) -> int:
     if ckpt.get("seed") != exp.seed:
         raise ConfigError(
             f"--resume: the checkpoint was made with seed {ckpt.get('seed')}, not {exp.seed}"
@@ -580,11 +658,14 @@ def _restore(ckpt: dict, exp: Experiment, strategy, evaluator, results: dict) ->
         elif (
             any(plugin is p for p in exp.plugins)
             and type(plugin).__name__ not in _STATELESS_PLUGINS
+            and not fresh_plugins_ok
         ):
             raise ConfigError(
                 f"--resume: plugin {type(plugin).__name__} keeps state that it cannot checkpoint "
                 "(no state_dict); rerun without --resume"
             )
+    if ckpt.get("ncd") is not None:
+        discovery_state(strategy).load_state_dict(ckpt["ncd"])
     _restore_optimizer(strategy, exp.model, ckpt["optimizer"], ckpt["optimizer_param_names"])
     restore_state(evaluator, ckpt["evaluator"])
     restore_state(strategy.clock, ckpt["clock"])
@@ -593,6 +674,8 @@ def _restore(ckpt: dict, exp: Experiment, strategy, evaluator, results: dict) ->
     results["accuracy_matrix"] = saved["accuracy_matrix"]
     results["_pca_prev"] = saved.get("_pca_prev")
     results["per_class_accuracy_before_update"] = saved.get("per_class_accuracy_before_update")
+    results["_floor"] = saved.get("_floor")
+    results["_discovery_log"] = saved.get("_discovery_log")
     set_rng_state(ckpt["rng"])
     return int(ckpt["next_experience"])
 
@@ -606,18 +689,32 @@ def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_di
         "stream_accuracy": _stream_metric(last, "Top1_Acc_Stream", "test_stream"),
         "stream_forgetting": _stream_metric(last, "StreamForgetting", "test_stream"),
     }
-    y, p = recorder.stream(scenario.benchmark.test_stream.name)
+    test_name = scenario.benchmark.test_stream.name
+    y, p = recorder.stream(test_name)
     n = scenario.num_classes
-    results["per_class_accuracy"] = per_class_accuracy(y, p, n)
-    results["confusion_matrix"] = confusion_matrix(y, p, n)
+    floor = results.pop("_floor", None)
     if scenario.info.get("novel_classes"):
         from avalanche_ext.metrics.discovery import discovery_summary  # noqa: PLC0415
 
-        all_name = "all_test" if "all_test" in exp.eval_streams else None
-        y_all, p_all = recorder.stream(exp.eval_streams[all_name].name) if all_name else (y, p)
+        known = scenario.info["known_classes"]
         results["discovery"] = discovery_summary(
-            y_all, p_all, scenario.info["known_classes"], discovery_log, cfg.get("discovery", {})
+            y,
+            p,
+            known,
+            discovery_log,
+            cfg.get("discovery", {}),
+            logits_all=recorder.stream_logits(test_name),
+            floor=floor,
         )
+        if scenario.hidden_labels:
+            p = torch.from_numpy(map_predictions(p, training_mapping(discovery_log, known), known))
+            results["prediction_mapping"] = (
+                "discovered ids mapped to classes by FRoST's training-cluster Hungarian matching "
+                "before per-class accuracy, the confusion matrix and the accuracy matrix; "
+                "unmapped ids count as wrong and are left out of the confusion matrix"
+            )
+    results["per_class_accuracy"] = per_class_accuracy(y, p, n)
+    results["confusion_matrix"] = confusion_matrix(y, p, n)
     total_train = sum(e["train_time_s"] for e in results["experiences"])
     total_eval = sum(e["eval_time_s"] for e in results["experiences"])
     results["timing"] = {

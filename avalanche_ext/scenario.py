@@ -129,13 +129,17 @@ def make_dataset(
 def make_benchmark(train_datasets: list, test_datasets: list, **other_streams: list) -> CLScenario:
     """Builds an Avalanche benchmark (with the classes timeline) from per-experience datasets.
 
-    Each experience also gets the ``benchmark`` back-reference that avalanche 0.6's
+    Evaluation experiences also get the ``benchmark`` back-reference that avalanche 0.6's
     ``StreamConfusionMatrix(save_image=True)`` reads but ``benchmark_from_datasets`` never sets.
+    Training experiences do not: from a training experience the benchmark would lead to the
+    labeled test streams of classes still to be discovered.
     """
     bench = with_classes_timeline(
         benchmark_from_datasets(train=train_datasets, test=test_datasets, **other_streams)
     )
-    for stream in bench.streams.values():
+    for name, stream in bench.streams.items():
+        if name == "train":
+            continue
         for exp in stream:
             exp.benchmark = bench
     return bench

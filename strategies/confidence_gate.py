@@ -1,171 +1,91 @@
 """Confidence gate + bounded novel pool: the online phase of novel-class discovery as an Avalanche plugin.
 
-Scores every sample of a discovery experience on the known-class logits, pools the likely-novel ones
-and restricts the experience's training data to them (docs/plugins.md has the full contract).
+Scores every sample of a discovery experience (logit or feature-space novelty scores), pools the
+likely-novel ones and restricts the experience's training data to them. Shares its results through
+``strategy.ncd`` (:class:`avalanche_ext.ncd_state.DiscoveryState`); docs/plugins.md has the contract.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+import warnings
 from typing import Any
 
 import torch
 from avalanche.training.plugins import SupervisedPlugin
-from torch import nn
-from torch.utils.data import DataLoader
 
-from avalanche_ext.metrics.confidence import NOVELTY_SCORES, calibrate_threshold, novelty_score
+from avalanche_ext.metrics.confidence import calibrate_threshold
 from avalanche_ext.ncd import EVICTION_POLICIES
+from avalanche_ext.ncd_state import NovelPool, discovery_state
+from avalanche_ext.novelty import NOVELTY_SCORERS, known_class_stats, score_samples
+from avalanche_ext.plugin_helpers import (
+    dataset_outputs,
+    is_discovery_experience,
+    note_labeled_classes,
+)
 from avalanche_ext.registry import PLUGINS
-from avalanche_ext.scenario import UNLABELED
 
-__all__ = [
-    "ConfidenceGatedPoolPlugin",
-    "NovelPool",
-    "eval_mode",
-    "is_discovery_experience",
-    "note_labeled_classes",
-    "score_batches",
-]
+__all__ = ["ConfidenceGatedPoolPlugin", "NovelPool", "fill_pool"]
+
+_THRESHOLD_MODES = ("calibrated", "all")
 
 
-def is_discovery_experience(experience: Any) -> bool:
-    """Whether every target of the experience is ``UNLABELED`` (a hidden-label discovery experience).
+def fill_pool(
+    scores: torch.Tensor,
+    threshold: float,
+    capacity: int,
+    eviction: str,
+    trigger_size: int,
+    min_fill: float,
+) -> tuple[torch.Tensor, int, int, bool, str]:
+    """Which samples (in stream order) the pool holds at the end, and whether the update triggers.
+
+    Samples arrive in order; ``score > threshold`` enters the pool, which never holds more than
+    ``capacity`` (``eviction`` decides who leaves). The trigger rule: the update runs when the pool
+    holds ``>= trigger_size`` samples; when it is short but holds ``>= min_fill * trigger_size``,
+    it is topped up to ``trigger_size`` with the highest-scoring samples left out (the threshold is
+    an estimate; a slightly short pool is still mostly novel); below that nothing is updated.
 
     Args:
-        experience: an Avalanche experience (or None).
+        scores: ``[N]`` novelty scores in arrival order.
+        threshold: pooling threshold.
+        capacity: the most samples the pool holds.
+        eviction: a key of :data:`avalanche_ext.ncd.EVICTION_POLICIES`.
+        trigger_size: pool size that triggers the update.
+        min_fill: in ``[0, 1]``, the share of ``trigger_size`` below which a short pool is not
+            topped up (1: never top up).
 
     Returns:
-        bool: True for a discovery experience.
+        ``(pooled positions (arrival order), num_candidates, topped_up, triggered, reason)``.
     """
-    dataset = getattr(experience, "dataset", None)
-    targets = getattr(dataset, "targets", None)
-    if targets is None or len(dataset) == 0:
-        return False
-    uniques = getattr(targets, "uniques", None)
-    values = uniques if uniques is not None else set(torch.as_tensor(list(targets)).tolist())
-    return {int(v) for v in values} == {UNLABELED}
-
-
-def note_labeled_classes(strategy: Any) -> None:
-    """Raises ``strategy.num_known_classes`` to cover the labels of the current (labeled) experience.
-
-    Idempotent (a max), so every discovery plugin may call it after a labeled experience.
-
-    Args:
-        strategy: the strategy; reads ``strategy.experience``, writes ``strategy.num_known_classes``.
-    """
-    experience = strategy.experience
-    classes = getattr(experience, "classes_in_this_experience", None)
-    if classes is None:
-        classes = experience.dataset.targets.uniques
-    labels = [int(c) for c in classes if int(c) >= 0]
-    if labels:
-        known = getattr(strategy, "num_known_classes", None) or 0
-        strategy.num_known_classes = max(int(known), max(labels) + 1)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Puts ``model`` in eval mode and restores every submodule's own mode afterwards."""
-    modes = {name: m.training for name, m in model.named_modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for name, m in model.named_modules():
-            m.train(modes.get(name, True))
-
-
-def score_batches(
-    model: nn.Module,
-    dataset: Any,
-    num_known: int | None,
-    score: str = "msp",
-    device: str | torch.device = "cpu",
-    batch_size: int = 256,
-    temperature: float = 1.0,
-    score_kwargs: dict[str, Any] | None = None,
-    keep_features: bool = True,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-    """Scores a dataset batch by batch, in order, with the model in eval mode under inference mode.
-
-    Items ``(x, y, sample_index, t)`` give their own sample index; ``(x, y, t)`` items are numbered
-    by position.
-
-    Args:
-        model (nn.Module): the classifier (``forward -> logits``; ``last_features`` if available).
-        dataset: a dataset already in its eval transform group.
-        num_known (int | None): score on the first ``num_known`` logits (None: all).
-        score (str): a key of ``NOVELTY_SCORES``.
-        device (str | torch.device): where the forward runs.
-        batch_size (int): samples per forward.
-        temperature (float): score temperature.
-        score_kwargs (dict | None): extra arguments of the score (e.g. ``evidence``).
-        keep_features (bool): also yield ``model.last_features``.
-
-    Yields:
-        tuple: ``(sample_indices [B] (CPU long), scores [B] (CPU float), features [B, D] | None)``.
-    """
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    position = 0
-    with eval_mode(model), torch.inference_mode():
-        for batch in loader:
-            x = batch[0].to(device)
-            logits = model(x)
-            if num_known:
-                logits = logits[:, :num_known]
-            scores = novelty_score(logits, score, temperature, **(score_kwargs or {})).float()
-            if len(batch) >= 4:
-                indices = torch.as_tensor(batch[2]).long().cpu()
-            else:
-                indices = torch.arange(position, position + len(x))
-            position += len(x)
-            features = getattr(model, "last_features", None) if keep_features else None
-            yield (
-                indices,
-                scores.cpu().clone(),
-                None if features is None else features.detach().float().cpu().clone(),
-            )
-
-
-@dataclass
-class NovelPool:
-    """The samples of one discovery experience the gate judged novel (bounded, evicted online).
-
-    Args:
-        indices: ``[M]`` LongTensor of sample indices into the experience's dataset, arrival order.
-        scores: ``[M]`` novelty scores of the pooled samples.
-        features: ``[M, D]`` pooled features (``model.last_features``), or None.
-        experience_index: index of the experience the samples belong to.
-        all_scores: ``[N]`` score of every sample of the experience, by sample index (for AUROC).
-        threshold: the threshold used (pooled when ``score > threshold``).
-        triggered: whether the pool was large enough (``>= trigger_size``) for the offline update.
-        num_candidates: samples above the threshold before eviction.
-    """
-
-    indices: torch.Tensor
-    scores: torch.Tensor
-    features: torch.Tensor | None
-    experience_index: int
-    all_scores: torch.Tensor
-    threshold: float
-    triggered: bool = False
-    num_candidates: int = 0
-
-    def __len__(self) -> int:
-        return int(self.indices.numel())
-
-    def state_dict(self) -> dict[str, Any]:
-        """The pool as plain tensors and numbers."""
-        return dict(vars(self))
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> NovelPool:
-        """Rebuilds a pool from :meth:`state_dict`."""
-        return cls(**state)
+    candidates = torch.nonzero(scores > threshold).flatten()
+    kept = candidates
+    if kept.numel() > capacity:
+        keep = EVICTION_POLICIES[eviction](scores[kept], torch.arange(kept.numel()), capacity)
+        kept = kept[keep]
+    num = int(kept.numel())
+    topped_up = 0
+    if num >= trigger_size:
+        return (
+            kept,
+            int(candidates.numel()),
+            0,
+            True,
+            f"{num} pooled >= trigger_size {trigger_size}",
+        )
+    short = f"{num} pooled < trigger_size {trigger_size}"
+    if num >= min_fill * trigger_size and scores.numel() >= trigger_size:
+        rest = torch.ones(scores.numel(), dtype=torch.bool)
+        rest[kept] = False
+        others = torch.nonzero(rest).flatten()
+        extra = others[torch.argsort(-scores[others].double(), stable=True)][: trigger_size - num]
+        topped_up = int(extra.numel())
+        kept = torch.cat([kept, extra]).sort().values
+        reason = (
+            f"{short}, >= min_fill {min_fill:g} x trigger_size: topped up with the "
+            f"{topped_up} next most novel samples"
+        )
+        return kept, int(candidates.numel()), topped_up, True, reason
+    return kept, int(candidates.numel()), 0, False, f"update not triggered: {short}"
 
 
 @PLUGINS.register_module()
@@ -173,40 +93,44 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
     """Confidence gate that pools likely-novel samples of discovery experiences.
 
     On a discovery experience (all targets ``UNLABELED``), in ``after_train_dataset_adaptation``:
-    every sample is scored in stream order (eval transforms, eval mode, inference mode) on the first
-    ``strategy.num_known_classes`` logits; a sample with ``score > threshold`` enters the pool, which
-    never holds more than ``capacity`` samples (``eviction`` decides who leaves). The pool becomes
-    ``strategy.novel_pool``. If it holds at least ``trigger_size`` samples the offline update runs:
-    the training data of the experience is restricted to the pooled samples (their sample indices are
-    kept, so ``strategy.mbatch[2]`` still addresses the experience). Otherwise the experience trains
-    nothing (``stop_training`` before the first epoch): no head growth, no weight change, the pool is
-    kept for the gate metrics only. Pools do not carry over between experiences (an Avalanche
-    stream never hands a past experience's data back).
+    every sample is scored (eval transforms, eval mode) on the first ``num_known_classes`` logits,
+    or in feature space against the known classes' statistics; the pool is filled by
+    :func:`fill_pool` and published as ``strategy.ncd.pool`` with every sample's score and
+    features. When the update triggers, the training data of the experience is restricted to the
+    pooled samples (their sample indices are kept, so ``strategy.mbatch[2]`` still addresses the
+    experience). Otherwise the experience trains nothing and ``strategy.ncd.reason`` says why.
 
-    On labeled experiences with ``threshold='calibrated'``, ``calibration_fraction`` of the training
-    samples are removed from ``strategy.adapted_dataset`` (never trained on); after the experience
-    the threshold is recalibrated on the held-out samples of every labeled experience seen so far,
-    so that at most ``1 - target_known_recall`` of them would be pooled.
+    After every labeled experience: the known classes' feature statistics (prototypes, tied
+    covariance, a k-NN bank; :func:`avalanche_ext.novelty.known_class_stats`) are computed on the
+    samples it trained on and stored in ``strategy.ncd.known_stats`` (the feature scores,
+    semi-supervised k-means and the dual teacher's feature replay read them); with
+    ``threshold='calibrated'`` the threshold is calibrated on held-out samples of the labeled
+    experiences (``calibration_fraction`` of each, never trained on, kept as tensors in
+    ``strategy.ncd.calibration_images`` so the dual teacher can calibrate its old-vs-new decision on
+    them too) so that at most ``1 - target_known_recall`` of them would be pooled.
 
     Args:
-        score (str): novelty score: ``'msp'``, ``'entropy'``, ``'energy'`` or ``'evidential'``
-            (for models trained with ``EvidentialLoss``; pass its ``evidence`` in
-            ``score_kwargs``).
-        threshold (float | str): a fixed threshold, or ``'calibrated'``.
-        target_known_recall (float): with ``'calibrated'``: fraction of held-out known samples the
-            gate must keep out of the pool.
-        calibration_fraction (float): with ``'calibrated'``: share of each labeled experience's
-            training samples held out for calibration, in ``(0, 1)``.
+        score (str): a key of :data:`avalanche_ext.novelty.NOVELTY_SCORERS`: ``'msp'``,
+            ``'entropy'``, ``'energy'``, ``'max_logit'``, ``'evidential'`` (logits) or
+            ``'cosine_prototype'``, ``'knn'``, ``'mahalanobis'`` (features).
+        threshold (float | str): a fixed threshold, ``'calibrated'``, or ``'all'`` (no gate: every
+            sample is pooled; the ablation "cluster everything").
+        target_known_recall (float): with ``'calibrated'``: share of held-out known samples the gate
+            must keep out of the pool.
+        calibration_fraction (float): share of each labeled experience's training samples held out.
         capacity (int): the most samples the pool holds.
-        eviction (str): ``'most_confident_out'`` (keep the highest scores) or ``'fifo'`` (keep the
-            latest arrivals).
-        trigger_size (int): the offline update runs when the pool holds at least this many samples.
-        temperature (float): score temperature.
-        score_kwargs (dict | None): extra arguments of the score function (e.g.
-            ``dict(evidence='softplus')``).
-        keep_features (bool): store the pooled samples' features for clustering.
+        eviction (str): ``'most_confident_out'`` (keep the highest scores) or ``'fifo'``.
+        trigger_size (int): the update runs when the pool holds at least this many samples.
+        min_fill (float): a short pool of at least ``min_fill * trigger_size`` samples is topped up
+            to ``trigger_size`` (see :func:`fill_pool`); 1 disables the top-up.
+        temperature (float): temperature of the logit scores.
+        score_kwargs (dict | None): extra arguments of the score (``k`` of ``'knn'``...).
+        keep_features (bool): store the features of every sample (needed for clustering).
+        known_stats (bool): compute the known classes' feature statistics after labeled
+            experiences (always on for feature scores).
+        bank_size (int): features kept for the k-NN score.
         batch_size (int | None): scoring batch size (None: the strategy's ``eval_mb_size``).
-        seed (int): seed of the calibration hold-out draw.
+        seed (int | None): seed of the hold-out draw and the k-NN bank (None: the run's seed).
     """
 
     def __init__(
@@ -218,34 +142,34 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
         capacity: int = 10_000,
         eviction: str = "most_confident_out",
         trigger_size: int = 1,
+        min_fill: float = 0.5,
         temperature: float = 1.0,
         score_kwargs: dict[str, Any] | None = None,
         keep_features: bool = True,
+        known_stats: bool = True,
+        bank_size: int = 10_000,
         batch_size: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
-        if score not in NOVELTY_SCORES:
-            raise ValueError(f"score must be one of {sorted(NOVELTY_SCORES)}, got {score!r}")
+        if score not in NOVELTY_SCORERS:
+            raise ValueError(f"score must be one of {sorted(NOVELTY_SCORERS)}, got {score!r}")
         if eviction not in EVICTION_POLICIES:
             raise ValueError(
                 f"eviction must be one of {sorted(EVICTION_POLICIES)}, got {eviction!r}"
             )
-        if isinstance(threshold, str):
-            if threshold != "calibrated":
-                raise ValueError(f"threshold must be a float or 'calibrated', got {threshold!r}")
-            if not 0.0 < calibration_fraction < 1.0:
-                raise ValueError(
-                    f"calibration_fraction must be in (0, 1), got {calibration_fraction}"
-                )
-            if not 0.0 < target_known_recall <= 1.0:
-                raise ValueError(
-                    f"target_known_recall must be in (0, 1], got {target_known_recall}"
-                )
+        if isinstance(threshold, str) and threshold not in _THRESHOLD_MODES:
+            raise ValueError(f"threshold must be a float, 'calibrated' or 'all', got {threshold!r}")
+        if not 0.0 < calibration_fraction < 1.0:
+            raise ValueError(f"calibration_fraction must be in (0, 1), got {calibration_fraction}")
+        if not 0.0 < target_known_recall <= 1.0:
+            raise ValueError(f"target_known_recall must be in (0, 1], got {target_known_recall}")
         if capacity < 1 or trigger_size < 1:
             raise ValueError(
                 f"capacity and trigger_size must be >= 1, got {capacity}, {trigger_size}"
             )
+        if not 0.0 <= min_fill <= 1.0:
+            raise ValueError(f"min_fill must be in [0, 1], got {min_fill}")
         self.score = score
         self.threshold = threshold
         self.target_known_recall = float(target_known_recall)
@@ -253,14 +177,17 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
         self.capacity = int(capacity)
         self.eviction = eviction
         self.trigger_size = int(trigger_size)
+        self.min_fill = float(min_fill)
         self.temperature = float(temperature)
         self.score_kwargs = dict(score_kwargs or {})
         self.keep_features = bool(keep_features)
+        self.needs_features = NOVELTY_SCORERS[score].needs_features
+        self.known_stats = bool(known_stats) or self.needs_features
+        self.bank_size = int(bank_size)
         self.batch_size = batch_size
-        self.seed = int(seed)
+        self.seed = 0 if seed is None else int(seed)
         self.calibrated_threshold: float | None = None
-        self.calibration_sets: list[Any] = []
-        self.pool: NovelPool | None = None
+        self._held_out: Any = None
         self._skip_training = False
 
     @property
@@ -268,11 +195,13 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
         return self.threshold == "calibrated"
 
     def current_threshold(self) -> float:
-        """The threshold in force: the fixed one, or the last calibrated one.
+        """The threshold in force: fixed, calibrated, or ``-inf`` for ``'all'``.
 
         Raises:
             RuntimeError: ``'calibrated'`` before any labeled experience was trained.
         """
+        if self.threshold == "all":
+            return float("-inf")
         if not self.calibrated:
             return float(self.threshold)
         if self.calibrated_threshold is None:
@@ -285,37 +214,37 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
     def _batch_size(self, strategy: Any) -> int:
         return int(self.batch_size or getattr(strategy, "eval_mb_size", None) or 256)
 
-    def _scores(self, strategy: Any, dataset: Any, keep_features: bool):
-        return score_batches(
-            strategy.model,
-            dataset,
-            getattr(strategy, "num_known_classes", None),
-            score=self.score,
-            device=strategy.device,
-            batch_size=self._batch_size(strategy),
+    def score_outputs(self, state: Any, logits: torch.Tensor, features: torch.Tensor | None):
+        """Novelty scores of forward outputs, on the known logits (see ``score``)."""
+        known = state.num_known_classes or logits.shape[1]
+        return score_samples(
+            self.score,
+            logits[:, :known],
+            features,
+            state.known_stats,
             temperature=self.temperature,
-            score_kwargs=self.score_kwargs,
-            keep_features=keep_features,
+            **self.score_kwargs,
         )
 
     # ---------------------------------------------------------------- callbacks
     def before_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
         self._skip_training = False
-        strategy.novel_pool = None
+        self._held_out = None
+        discovery_state(strategy).start_experience()
 
     def after_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
         """Builds the pool (discovery) or holds out calibration samples (labeled)."""
         if is_discovery_experience(strategy.experience):
             self._gate(strategy)
-        elif self.calibrated:
+        else:
             self._hold_out(strategy)
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-        pool = getattr(strategy, "novel_pool", None)
-        if pool is not None and pool.triggered and getattr(strategy, "pseudo_labels", None) is None:
+        state = discovery_state(strategy)
+        if state.pool is not None and state.pool.triggered and state.pseudo_labels is None:
             raise RuntimeError(
                 "ConfidenceGatedPoolPlugin: the pooled samples are unlabeled (-1) and no plugin "
-                "set strategy.pseudo_labels; add PseudoLabelClusteringPlugin after the gate"
+                "set strategy.ncd.pseudo_labels; add PseudoLabelClusteringPlugin after the gate"
             )
 
     def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
@@ -323,22 +252,50 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
             strategy.stop_training()
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-        """Recalibrates the threshold after a labeled experience."""
+        """After a labeled experience: known-class statistics, calibration set and threshold."""
         if is_discovery_experience(strategy.experience):
             return
         note_labeled_classes(strategy)
-        if self.calibrated and self.calibration_sets:
-            scores = [
-                s
-                for dataset in self.calibration_sets
-                for _, s, _ in self._scores(strategy, dataset, keep_features=False)
-            ]
-            self.calibrated_threshold = calibrate_threshold(
-                torch.cat(scores), self.target_known_recall
+        state = discovery_state(strategy)
+        device, batch = strategy.device, self._batch_size(strategy)
+        if self.known_stats:
+            trained = strategy.adapted_dataset.eval()
+            out = dataset_outputs(strategy.model, trained, device, batch)
+            state.known_stats = known_class_stats(
+                out["features"],
+                out["targets"],
+                state.num_known_classes,
+                bank_size=self.bank_size,
+                seed=self.seed,
             )
+        if self._held_out is not None:
+            out = dataset_outputs(strategy.model, self._held_out, device, batch)
+            images = torch.stack([self._held_out[i][0] for i in range(len(self._held_out))])
+            old_images = state.calibration_images
+            old_labels = state.calibration_labels
+            state.calibration_images = (
+                images if old_images is None else torch.cat([old_images, images])
+            )
+            state.calibration_labels = (
+                out["targets"] if old_labels is None else torch.cat([old_labels, out["targets"]])
+            )
+        if self.calibrated and state.calibration_images is not None:
+            scores = self._scores_of_images(strategy, state.calibration_images)
+            self.calibrated_threshold = calibrate_threshold(scores, self.target_known_recall)
+
+    def _scores_of_images(self, strategy: Any, images: torch.Tensor) -> torch.Tensor:
+        out = dataset_outputs(
+            strategy.model,
+            torch.utils.data.TensorDataset(images, torch.zeros(len(images), dtype=torch.long)),
+            strategy.device,
+            self._batch_size(strategy),
+        )
+        return self.score_outputs(discovery_state(strategy), out["logits"], out["features"])
 
     # ---------------------------------------------------------------- phases
     def _hold_out(self, strategy: Any) -> None:
+        if not self.calibrated:
+            return
         dataset = strategy.adapted_dataset
         n = len(dataset)
         n_hold = min(n - 1, max(1, round(self.calibration_fraction * n)))
@@ -348,76 +305,63 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + exp_index)
         order = torch.randperm(n, generator=generator)
         held, kept = order[:n_hold].sort().values, order[n_hold:].sort().values
-        self.calibration_sets.append(dataset.eval().subset(held.tolist()))
+        self._held_out = dataset.eval().subset(held.tolist())
         strategy.adapted_dataset = dataset.subset(kept.tolist())
 
     def _gate(self, strategy: Any) -> None:
         experience = strategy.experience
+        state = discovery_state(strategy)
         size = len(experience.dataset)
         if len(strategy.adapted_dataset) != size:
             raise RuntimeError(
                 "ConfidenceGatedPoolPlugin must see the experience's own dataset: put it before "
                 "any plugin that changes strategy.adapted_dataset"
             )
+        if self.needs_features and state.known_stats is None:
+            raise RuntimeError(
+                f"ConfidenceGatedPoolPlugin: score {self.score!r} needs the known classes' "
+                "feature statistics, computed after a labeled experience trained with this plugin"
+            )
         threshold = self.current_threshold()
-        policy = EVICTION_POLICIES[self.eviction]
-        all_scores = torch.full((size,), float("nan"))
-        pooled_idx = torch.empty(0, dtype=torch.long)
-        pooled_scores = torch.empty(0)
-        pooled_feats: torch.Tensor | None = None
-        arrival = torch.empty(0, dtype=torch.long)
-        candidates = 0
-        for indices, scores, feats in self._scores(
-            strategy, experience.dataset.eval(), self.keep_features
-        ):
-            all_scores[indices] = scores
-            take = scores > threshold
-            if not take.any():
-                continue
-            candidates += int(take.sum())
-            pooled_idx = torch.cat([pooled_idx, indices[take]])
-            pooled_scores = torch.cat([pooled_scores, scores[take]])
-            arrival = torch.cat([arrival, torch.arange(candidates - int(take.sum()), candidates)])
-            if feats is not None:
-                new = feats[take]
-                pooled_feats = new if pooled_feats is None else torch.cat([pooled_feats, new])
-            if pooled_idx.numel() > self.capacity:  # evict online: memory stays bounded
-                keep = policy(pooled_scores, arrival, self.capacity)
-                pooled_idx, pooled_scores, arrival = (
-                    pooled_idx[keep],
-                    pooled_scores[keep],
-                    arrival[keep],
-                )
-                pooled_feats = None if pooled_feats is None else pooled_feats[keep]
-        triggered = pooled_idx.numel() >= self.trigger_size
-        self.pool = NovelPool(
-            indices=pooled_idx,
-            scores=pooled_scores,
-            features=pooled_feats,
+        out = dataset_outputs(
+            strategy.model, experience.dataset.eval(), strategy.device, self._batch_size(strategy)
+        )
+        order = torch.argsort(out["indices"])
+        features = out["features"][order] if out["features"] is not None else None
+        scores = torch.full((size,), float("nan"))
+        scores[out["indices"]] = self.score_outputs(state, out["logits"], out["features"])
+        kept, candidates, topped_up, triggered, reason = fill_pool(
+            scores, threshold, self.capacity, self.eviction, self.trigger_size, self.min_fill
+        )
+        keep_feats = self.keep_features and features is not None
+        state.pool = NovelPool(
+            indices=kept,
+            scores=scores[kept],
+            features=features[kept] if keep_feats else None,
             experience_index=int(getattr(experience, "current_experience", 0)),
-            all_scores=all_scores,
+            all_scores=scores,
             threshold=float(threshold),
             triggered=bool(triggered),
             num_candidates=candidates,
+            all_features=features if keep_feats else None,
+            topped_up=topped_up,
+            reason=reason,
         )
-        strategy.novel_pool = self.pool
+        state.triggered = bool(triggered)
+        state.reason = reason
         if triggered:
-            strategy.adapted_dataset = strategy.adapted_dataset.subset(pooled_idx.tolist())
+            strategy.adapted_dataset = strategy.adapted_dataset.subset(kept.tolist())
         else:
             # The dataloader stays non-empty (schedulers need a length); no epoch runs.
+            warnings.warn(f"ConfidenceGatedPoolPlugin: {reason}", stacklevel=2)
             self._skip_training = True
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """The calibrated threshold and the last pool (held-out datasets cannot be saved: after a
-        resume the threshold is recalibrated on the held-out samples of later experiences only)."""
-        return {
-            "calibrated_threshold": self.calibrated_threshold,
-            "pool": None if self.pool is None else self.pool.state_dict(),
-        }
+        """The calibrated threshold (the shared state, calibration images included, is saved by
+        the runner with ``strategy.ncd``)."""
+        return {"calibrated_threshold": self.calibrated_threshold}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`."""
         self.calibrated_threshold = state_dict.get("calibrated_threshold")
-        pool = state_dict.get("pool")
-        self.pool = None if pool is None else NovelPool.from_state_dict(pool)

@@ -7,16 +7,22 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from avalanche.training.plugins import SupervisedPlugin
 from torch import nn
-from torch.utils.data import DataLoader
 
 from avalanche_ext.losses.distillation import feature_distillation_loss, kd_loss
 from avalanche_ext.models.classifier import align_new_rows, set_batchnorm_mode
-from avalanche_ext.ncd import decision_offset, lookup_table
+from avalanche_ext.ncd import lookup_table, novel_rate_offset
+from avalanche_ext.ncd_state import discovery_state
+from avalanche_ext.novelty import sample_replay_features
+from avalanche_ext.plugin_helpers import (
+    dataset_outputs,
+    frozen_copy,
+    is_discovery_experience,
+    note_labeled_classes,
+)
 from avalanche_ext.registry import PLUGINS
-from strategies.confidence_gate import eval_mode, is_discovery_experience, note_labeled_classes
-from strategies.lwf import frozen_copy, same_weights
 
 __all__ = [
     "DualTeacherDistillationPlugin",
@@ -27,7 +33,6 @@ __all__ = [
 
 _FEATURE_KINDS = ("l2", "cosine")
 _UNSCALED_LR = "_lr_before_mult"
-_MASKED_LOGIT = -1e4
 
 
 def _head_parameter_ids(model: nn.Module) -> set[int]:
@@ -92,36 +97,37 @@ def merge_param_groups(optimizer: torch.optim.Optimizer, original: list[dict[str
 
 @PLUGINS.register_module()
 class DualTeacherDistillationPlugin(SupervisedPlugin):
-    """Two teachers for the update on a discovery experience, and a backbone/classifier schedule.
+    """Two teachers for the update on a discovery experience, old-class replay, and a calibrated
+    old-vs-new decision.
 
-    * Teacher A: a frozen copy of the model before the update, snapshotted in
-      ``before_train_dataset_adaptation`` (before the head grows); ``strategy.old_model`` is reused
-      when it holds the same weights (e.g. LwF's snapshot), else this copy is published there.
-      Every minibatch adds ``alpha_old * kd_loss(student[:, :C_old], A[:, :C_old], T)`` (``T^2``
-      included) with ``C_old = strategy.num_known_classes`` at the snapshot, and
-      ``feature_weight * feature_distillation_loss(student features, A features)`` on
-      ``model.last_features``. Teacher A runs under ``torch.inference_mode``; its outputs are cloned.
+    * Teacher A: a frozen copy of the model at the start of the experience (before the head grows),
+      shared through ``strategy.ncd.teacher`` with LwF (one snapshot per experience). Every
+      minibatch adds ``alpha_old * kd_loss(student[:, :C_old], A[:, :C_old], T)`` (``T^2``
+      included), ``C_old`` = the known classes at the snapshot, and
+      ``feature_weight * feature_distillation_loss(student features, A features)``.
     * Teacher B: the pseudo-labeler. Hard labels need nothing here (the clustering plugin relabels
-      ``mb_y``, the strategy's own criterion gives the cross-entropy over all classes); with
-      ``strategy.pseudo_soft_labels`` (``soft=True`` in the clustering plugin) it adds
-      ``alpha_new * kd_loss(student[:, C_old:C_old+k], log q, T)`` on the new-class logits.
-    * Optimiser: on a discovery experience the param groups are split into backbone and classifier
-      (``backbone_lr_mult``, ``head_lr_mult``) in ``before_training_exp``, after Avalanche's
-      ``make_optimizer``. The multipliers are applied around each optimizer step (so any scheduler,
-      OneCycleLR with one ``max_lr`` included, shapes the base rate and the ratio stays fixed), and
-      the groups are merged back after the experience (checkpoints keep one group). With
-      ``classifier_epochs = n`` the first ``n`` epochs train the classifier alone (backbone
-      ``requires_grad=False``, its BatchNorm layers in eval mode), then everything.
-    * Old vs new: trained on the pool alone, a cross-entropy over all classes gives the new classes
-      every positive example and drifts every prediction towards them. ``mask_old_logits`` lets the
-      criterion see only the new-class logits of the update's minibatches (old logits are shaped
-      by Teacher A alone); ``freeze_bn`` keeps BatchNorm statistics from being re-estimated on
-      novel-only data; after training, ``align_weights`` rescales the new rows to the old rows' mean
-      norm (weight aligning) and ``calibrate_new_bias`` adds one offset to the new rows' biases so
-      the model's old-vs-new decision on the experience agrees with the gate's as often as possible
-      (BiC-style bias correction, :func:`avalanche_ext.ncd.decision_offset`).
-    * Labeled experiences: with ``distill_labeled`` and a previous experience, Teacher A is the model
-      before the experience and its KD terms apply, as in LwF; the optimizer is left alone.
+      ``mb_y``; the strategy's criterion gives the cross-entropy over ALL classes, so new logits
+      compete with old ones); with ``strategy.ncd.pseudo_soft_labels`` it adds
+      ``alpha_new * kd_loss(student[:, C_old:C_old+k], log q, T)``.
+    * Old-class feature replay (PASS / FRoST): every minibatch also draws ``replay_batch`` features
+      ``mu_c + r * N(0, I)`` of uniformly drawn old classes from ``strategy.ncd.known_stats`` and
+      adds ``replay_weight * CE(classifier(z), c)`` over all classes: the classifier keeps seeing
+      old classes as positives, so the new rows cannot take over the old classes' regions, and no
+      image of an old class is stored.
+    * Old vs new after the update (``calibrate_new_bias``): one offset is added to the new rows'
+      biases so that exactly ``known_false_novel_rate`` of the held-out known images
+      (``strategy.ncd.calibration_images``, never trained on) are predicted as a new class
+      (:func:`avalanche_ext.ncd.novel_rate_offset`). The decision is calibrated on known data with
+      true labels, never on the gate's own decisions.
+    * Optimiser on a discovery experience: backbone / classifier param groups with
+      ``backbone_lr_mult`` / ``head_lr_mult`` (applied around each optimizer step, so any
+      scheduler shapes the base rate), merged back after the experience; the first
+      ``classifier_epochs`` train the classifier alone; ``freeze_bn`` keeps BatchNorm statistics
+      from being re-estimated on novel-only data; ``mask_old_logits`` hides the old logits from the
+      criterion (the old logits are then shaped by Teacher A alone; off by default: with replay the
+      joint cross-entropy is what teaches the old-vs-new decision).
+    * Labeled experiences: with ``distill_labeled`` and a previous experience, Teacher A's KD terms
+      apply, as in LwF; the optimizer is left alone.
 
     Teacher weights are never checkpointed: Teacher A is snapshotted afresh at the start of every
     experience from the (restored) model.
@@ -132,6 +138,8 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         temperature (float): distillation temperature ``T``.
         feature_weight (float): weight of Teacher A's feature distillation (0: off).
         feature_kind (str): ``'l2'`` or ``'cosine'`` feature distance.
+        replay_weight (float): weight of the old-class feature replay loss (0: off).
+        replay_batch (int | None): replayed features per minibatch (None: the minibatch size).
         backbone_lr_mult (float): learning-rate multiplier of the backbone on discovery experiences.
         head_lr_mult (float): learning-rate multiplier of the classifier on discovery experiences.
         classifier_epochs (int): epochs at the start of a discovery experience that train only the
@@ -139,9 +147,13 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         distill_labeled (bool): distill Teacher A on labeled experiences too (after the first).
         mask_old_logits (bool): the criterion of a discovery update sees the new-class logits only.
         align_weights (bool): weight-align the new rows after the update.
-        calibrate_new_bias (bool): calibrate the new rows' biases on the gate's decisions after
-            the update (one extra forward pass over the experience).
+        calibrate_new_bias (bool): calibrate the old-vs-new offset on held-out known images.
+        known_false_novel_rate (float): share of held-out known images the calibrated model
+            predicts as a new class.
         freeze_bn (bool): keep every BatchNorm layer in eval mode during the discovery update.
+        max_grad_norm (float | None): clip the global gradient norm of update steps (None: off);
+            a small pool and separable replay features can otherwise blow the update up.
+        seed (int | None): seed of the replay draws (None: the run's seed).
     """
 
     def __init__(
@@ -151,6 +163,8 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         temperature: float = 2.0,
         feature_weight: float = 0.0,
         feature_kind: str = "cosine",
+        replay_weight: float = 0.0,
+        replay_batch: int | None = None,
         backbone_lr_mult: float = 1.0,
         head_lr_mult: float = 1.0,
         classifier_epochs: int = 0,
@@ -158,22 +172,39 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         mask_old_logits: bool = False,
         align_weights: bool = False,
         calibrate_new_bias: bool = False,
+        known_false_novel_rate: float = 0.05,
         freeze_bn: bool = False,
+        max_grad_norm: float | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if feature_kind not in _FEATURE_KINDS:
             raise ValueError(f"feature_kind must be one of {_FEATURE_KINDS}, got {feature_kind!r}")
-        if min(alpha_old, alpha_new, feature_weight, backbone_lr_mult, head_lr_mult) < 0:
+        weights = (
+            alpha_old,
+            alpha_new,
+            feature_weight,
+            replay_weight,
+            backbone_lr_mult,
+            head_lr_mult,
+        )
+        if min(weights) < 0:
             raise ValueError("weights and learning-rate multipliers must be >= 0")
         if classifier_epochs < 0:
             raise ValueError(f"classifier_epochs must be >= 0, got {classifier_epochs}")
+        if not 0.0 <= known_false_novel_rate < 1.0:
+            raise ValueError(
+                f"known_false_novel_rate must be in [0, 1), got {known_false_novel_rate}"
+            )
         self.alpha_old = float(alpha_old)
         self.alpha_new = float(alpha_new)
         self.temperature = float(temperature)
         self.feature_weight = float(feature_weight)
         self.feature_kind = feature_kind
+        self.replay_weight = float(replay_weight)
+        self.replay_batch = replay_batch
         self.backbone_lr_mult = float(backbone_lr_mult)
         self.head_lr_mult = float(head_lr_mult)
         self.classifier_epochs = int(classifier_epochs)
@@ -181,9 +212,10 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         self.mask_old_logits = bool(mask_old_logits)
         self.align_weights = bool(align_weights)
         self.calibrate_new_bias = bool(calibrate_new_bias)
+        self.known_false_novel_rate = float(known_false_novel_rate)
         self.freeze_bn = bool(freeze_bn)
-        self.new_bias_offset: float | None = None
-        self._student_logits: torch.Tensor | None = None
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self.seed = 0 if seed is None else int(seed)
         self.experiences_trained = 0
         self.teacher: nn.Module | None = None
         self.num_old_classes = 0
@@ -194,22 +226,20 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         self._frozen: list[nn.Parameter] = []
         self._epoch = 0
         self._soft_rows: torch.Tensor | None = None
+        self._generator: torch.Generator | None = None
 
     # ---------------------------------------------------------------- teacher A
     def before_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
-        """Snapshots Teacher A (or reuses ``strategy.old_model``) before anything grows."""
+        """Snapshots Teacher A (shared with LwF) before anything grows."""
         self._discovery = is_discovery_experience(strategy.experience)
         self.teacher = None
+        state = discovery_state(strategy)
         if not (self._discovery or (self.distill_labeled and self.experiences_trained > 0)):
             return
-        shared = getattr(strategy, "old_model", None)
-        if shared is not None and same_weights(shared, strategy.model):
-            self.teacher = shared
-        else:
-            self.teacher = frozen_copy(strategy.model)
-            strategy.old_model = self.teacher
-        known = getattr(strategy, "num_known_classes", None)
-        self.num_old_classes = int(known or getattr(strategy.model, "num_classes", 0) or 0)
+        self.teacher = state.teacher(strategy, frozen_copy)
+        self.num_old_classes = int(
+            state.num_known_classes or getattr(strategy.model, "num_classes", 0) or 0
+        )
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         """Moves Teacher A to the device; splits the optimizer on a discovery update."""
@@ -217,19 +247,27 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         self._soft_rows = None
         if self.teacher is not None:
             self.teacher.to(strategy.device)
-        pool = getattr(strategy, "novel_pool", None)
-        self._updating = self._discovery and pool is not None and bool(pool.triggered)
+        state = discovery_state(strategy)
+        self._updating = self._discovery and state.pool is not None and bool(state.pool.triggered)
         if not self._updating:
             return
+        self._generator = torch.Generator().manual_seed(
+            self.seed * 7_919 + int(strategy.clock.train_exp_counter)
+        )
+        if self.replay_weight > 0 and state.known_stats is None:
+            raise RuntimeError(
+                "DualTeacherDistillationPlugin: replay_weight > 0 needs strategy.ncd.known_stats "
+                "(ConfidenceGatedPoolPlugin with known_stats=True)"
+            )
         if self.backbone_lr_mult != 1.0 or self.head_lr_mult != 1.0:
             self._original_groups = split_param_groups(
                 strategy.optimizer, strategy.model, self.backbone_lr_mult, self.head_lr_mult
             )
-        soft = getattr(strategy, "pseudo_soft_labels", None)
-        if soft is not None and self.alpha_new > 0:
-            pool = strategy.novel_pool
-            rows = torch.arange(len(pool.indices))
-            self._soft_rows = lookup_table(pool.indices, rows, len(strategy.experience.dataset))
+        if state.pseudo_soft_labels is not None and self.alpha_new > 0:
+            rows = torch.arange(len(state.pool.indices))
+            self._soft_rows = lookup_table(
+                state.pool.indices, rows, len(strategy.experience.dataset)
+            )
 
     # ---------------------------------------------------------------- two-stage schedule
     def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
@@ -263,22 +301,21 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         set_batchnorm_mode(model, training=model.training)
 
     # ---------------------------------------------------------------- losses
+    def before_forward(self, strategy: Any, **kwargs: Any) -> None:
+        discovery_state(strategy).begin_minibatch()
+
     def after_forward(self, strategy: Any, **kwargs: Any) -> None:
         """With ``mask_old_logits``: the criterion of an update minibatch sees new classes only."""
-        self._student_logits = None
-        if not (self._updating and self.mask_old_logits and self.num_old_classes):
-            return
-        self._student_logits = strategy.mb_output
-        masked = strategy.mb_output.clone()
-        masked[:, : self.num_old_classes] = _MASKED_LOGIT
-        strategy.mb_output = masked
+        if self._updating and self.mask_old_logits and self.num_old_classes:
+            discovery_state(strategy).mask_for_criterion(strategy, slice(0, self.num_old_classes))
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
-        """Adds Teacher A's (and soft Teacher B's) distillation terms to ``strategy.loss``."""
+        """Adds Teacher A's (and soft Teacher B's) distillation and the replay terms to the loss."""
         self.last_losses = {}
         if self.teacher is None or strategy.mb_output.shape[0] == 0:
             return
-        student = self._student_logits if self._student_logits is not None else strategy.mb_output
+        state = discovery_state(strategy)
+        student = state.student_logits(strategy)
         with torch.inference_mode():
             teacher_logits = self.teacher(strategy.mb_x)
             teacher_feats = getattr(self.teacher, "last_features", None)
@@ -304,19 +341,28 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
             self.last_losses["feature"] = float(feat.detach())
         if self._soft_rows is not None and len(strategy.mbatch) == 4:
             rows = self._soft_rows[strategy.mbatch[2].cpu()]
-            targets = strategy.pseudo_soft_labels[rows].to(student.device)
+            targets = state.pseudo_soft_labels[rows].to(student.device)
             k = targets.shape[1]
             new = kd_loss(
-                student[:, num_old : num_old + k],
-                targets.clamp_min(1e-8).log(),
-                self.temperature,
+                student[:, num_old : num_old + k], targets.clamp_min(1e-8).log(), self.temperature
             )
             total = total + self.alpha_new * new
             self.last_losses["new"] = float(new.detach())
+        if self._updating and self.replay_weight > 0:
+            n = int(self.replay_batch or student.shape[0])
+            feats, labels = sample_replay_features(state.known_stats, n, self._generator)
+            classifier = strategy.model.classifier
+            replay = F.cross_entropy(
+                classifier(feats.to(student.device, student.dtype)), labels.to(student.device)
+            )
+            total = total + self.replay_weight * replay
+            self.last_losses["replay"] = float(replay.detach())
         strategy.loss = strategy.loss + total
 
     # ---------------------------------------------------------------- lr multipliers
     def before_update(self, strategy: Any, **kwargs: Any) -> None:
+        if self._updating and self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(strategy.model.parameters(), self.max_grad_norm)
         for group in strategy.optimizer.param_groups:
             if "lr_mult" in group:
                 group[_UNSCALED_LR] = group["lr"]
@@ -328,15 +374,16 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
                 group["lr"] = group.pop(_UNSCALED_LR)
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-        """Restores the optimizer's groups and the backbone; counts the experience."""
+        """Restores the optimizer's groups and the backbone; aligns / calibrates the new rows."""
         self._unfreeze(strategy.model)
         if self._original_groups is not None:
             merge_param_groups(strategy.optimizer, self._original_groups)
             self._original_groups = None
+        state = discovery_state(strategy)
         if self._updating and self.align_weights:
             align_new_rows(strategy.model.classifier, self.num_old_classes)
         if self._updating and self.calibrate_new_bias:
-            self.new_bias_offset = self._calibrate_bias(strategy)
+            state.new_bias_offset = self._calibrate_bias(strategy)
         if not self._discovery:
             note_labeled_classes(strategy)
         self._soft_rows = None
@@ -344,27 +391,21 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         self.experiences_trained += 1
 
     def _calibrate_bias(self, strategy: Any) -> float:
-        """Shifts the new rows' biases so the model's old-vs-new decision on this experience agrees
-        with the gate's (pooled = novel) as often as possible; returns the shift."""
+        """Shifts the new rows' biases so that ``known_false_novel_rate`` of the held-out known
+        images are predicted as a new class; returns the shift (0 without held-out images)."""
+        state = discovery_state(strategy)
         model, num_old = strategy.model, self.num_old_classes
-        pseudo = getattr(strategy, "pseudo_labels", None)
-        num_new = (int(pseudo.max()) + 1 if pseudo is not None else model.num_classes) - num_old
-        if model.classifier.bias is None or num_new <= 0:
+        num_new = model.num_classes - num_old
+        images = state.calibration_images
+        if model.classifier.bias is None or num_new <= 0 or images is None:
             return 0.0
-        margins, indices = [], []
-        dataset = strategy.experience.dataset.eval()
-        batch_size = int(getattr(strategy, "eval_mb_size", None) or 256)
-        with eval_mode(model), torch.inference_mode():
-            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-                logits = model(batch[0].to(strategy.device)).float()
-                best_new = logits[:, num_old : num_old + num_new].amax(1)
-                margins.append((best_new - logits[:, :num_old].amax(1)).cpu())
-                indices.append(torch.as_tensor(batch[2]).long())
-        pooled = torch.zeros(len(dataset), dtype=torch.bool)
-        pooled[strategy.novel_pool.indices] = True
-        offset = decision_offset(torch.cat(margins), pooled[torch.cat(indices)])
+        dataset = torch.utils.data.TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
+        batch = int(getattr(strategy, "eval_mb_size", None) or 256)
+        logits = dataset_outputs(model, dataset, strategy.device, batch)["logits"]
+        margins = logits[:, num_old:].amax(1) - logits[:, :num_old].amax(1)
+        offset = novel_rate_offset(margins, self.known_false_novel_rate)
         with torch.no_grad():
-            model.classifier.bias[num_old : num_old + num_new] += offset
+            model.classifier.bias[num_old:] += offset
         return offset
 
     # ---------------------------------------------------------------- checkpoints

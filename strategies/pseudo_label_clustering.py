@@ -1,7 +1,8 @@
 """Pseudo-labels for the novel pool by k-means: cluster ids become new class ids after the known ones.
 
-Grows the classifier before Avalanche builds the optimizer and relabels discovery minibatches by one
-indexing op (``strategy.pseudo_labels[strategy.mbatch[2]]``); docs/plugins.md has the contract.
+Grows the classifier before Avalanche builds the optimizer (new rows start at the clusters' mean
+features) and relabels discovery minibatches by one indexing op
+(``strategy.ncd.pseudo_labels[strategy.mbatch[2]]``); docs/plugins.md has the contract.
 """
 
 from __future__ import annotations
@@ -9,56 +10,97 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from avalanche.training.plugins import SupervisedPlugin
 
-from avalanche_ext.clustering import KMEANS_BACKENDS
+from avalanche_ext.clustering import (
+    KMEANS_BACKENDS,
+    estimate_num_clusters,
+    preprocess_features,
+    semi_supervised_kmeans,
+)
 from avalanche_ext.ncd import align_cluster_ids, cluster_pool, lookup_table
+from avalanche_ext.ncd_state import discovery_state
+from avalanche_ext.plugin_helpers import (
+    dataset_outputs,
+    is_discovery_experience,
+    note_labeled_classes,
+)
 from avalanche_ext.registry import PLUGINS
-from strategies.confidence_gate import is_discovery_experience, note_labeled_classes, score_batches
 
-__all__ = ["PseudoLabelClusteringPlugin"]
+__all__ = ["PseudoLabelClusteringPlugin", "init_rows_from_features"]
+
+
+@torch.no_grad()
+def init_rows_from_features(
+    classifier: torch.nn.Linear, rows: slice, means: torch.Tensor, num_old: int
+) -> None:
+    """Sets new classifier rows to the directions of their clusters' mean features.
+
+    Each row gets the mean norm of the old rows (so new and old logits start on one scale) and
+    the old rows' mean bias: a grown head then predicts a new class for samples near its cluster
+    from the first step, instead of starting near zero.
+
+    Args:
+        classifier: the grown linear layer.
+        rows: the new rows.
+        means: ``[k, D]`` mean feature of each cluster.
+        num_old: rows before growth (their norms and biases set the scale).
+    """
+    old_w = classifier.weight[:num_old]
+    norm = old_w.norm(dim=1).mean() if num_old else means.norm(dim=1).mean()
+    classifier.weight[rows] = F.normalize(means.to(old_w), dim=1) * norm
+    if classifier.bias is not None:
+        classifier.bias[rows] = classifier.bias[:num_old].mean() if num_old else 0.0
 
 
 @PLUGINS.register_module()
 class PseudoLabelClusteringPlugin(SupervisedPlugin):
     """Clusters the gate's pool into ``k`` new classes and trains on them as pseudo-labels.
 
-    On a discovery experience whose pool triggered (``strategy.novel_pool.triggered``), in
-    ``after_train_dataset_adaptation``: the pooled features are clustered (:func:`cluster_pool`);
-    cluster ``c`` becomes class ``num_known + c``; ``strategy.pseudo_labels`` (LongTensor, one entry
-    per sample of the experience, -1 where not pooled) is set and the head grows to
-    ``num_known + k`` rows (before Avalanche's ``make_optimizer``, which swaps the wider layer into
-    the optimizer). In ``before_forward`` every discovery minibatch (4 elements) is relabeled,
-    ``mbatch[1] = pseudo_labels[mbatch[2]]``; a sample without a pseudo-label is dropped from the
-    minibatch, so ``-1`` never reaches the criterion. After the experience
-    ``strategy.num_known_classes`` becomes ``num_known + k`` (the discovered classes are known to
-    the next discovery experience). Needs ``ConfidenceGatedPoolPlugin`` before it (with
-    ``keep_features=True``).
+    On a discovery experience whose pool triggered (``strategy.ncd.pool.triggered``), in
+    ``after_train_dataset_adaptation``: the pooled features are clustered; cluster ``c`` becomes
+    class ``num_known + c``. With ``known_centres`` the k-means is semi-supervised (GCD): the known
+    classes' prototypes are fixed centres, so a known sample that leaked through the gate joins its
+    class (it gets no pseudo-label and is left out of the update) instead of forming a false novel
+    cluster. ``strategy.ncd.pseudo_labels`` (one entry per sample of the experience, -1 where none)
+    is set, ``strategy.ncd.cluster_of_all`` assigns EVERY sample of the experience to its nearest
+    novel cluster (evaluation scores cluster accuracy over all novel samples with it), and the head
+    grows to ``num_known + k`` rows (before Avalanche's ``make_optimizer``), the new rows set from
+    the clusters' mean features when ``init_new_rows``. In ``before_forward`` every discovery
+    minibatch is relabeled, ``mbatch[1] = pseudo_labels[mbatch[2]]``; samples without a
+    pseudo-label are dropped from the minibatch, so ``-1`` never reaches the criterion. After the
+    experience ``num_known_classes`` becomes ``num_known + k``.
 
     Args:
-        num_clusters (int | None): ``k``; None estimates it by silhouette over ``k_range``.
+        num_clusters (int | None): ``k``; None estimates it (silhouette over ``k_range``).
         k_range (tuple[int, int]): inclusive range of ``k`` for the estimate.
-        backend (str): k-means backend: ``'auto'`` (faiss when installed), ``'faiss'``,
+        known_centres (bool): semi-supervised k-means with the known prototypes fixed (needs the
+            gate's ``known_stats``).
+        backend (str): k-means backend of the unsupervised mode: ``'auto'``, ``'faiss'``,
             ``'sklearn'``.
-        l2_normalize (bool): L2-normalise features before (and after) PCA.
-        pca_dim (int | None): PCA dimensions before k-means (None: none).
-        balanced (bool): Sinkhorn-Knopp balanced assignment (no giant cluster).
+        l2_normalize (bool): L2-normalise features (and prototypes) before clustering.
+        pca_dim (int | None): PCA dimensions before k-means (unsupervised mode only).
+        balanced (bool): Sinkhorn-Knopp balanced assignment (unsupervised mode only).
         sinkhorn_epsilon (float): Sinkhorn regularisation.
         sinkhorn_iters (int): Sinkhorn rounds.
         n_init (int): k-means restarts.
-        soft (bool): also expose ``strategy.pseudo_soft_labels`` (``[N_pool, k]`` soft assignments,
-            rows aligned with ``strategy.novel_pool.indices``) for a soft Teacher B.
-        soft_temperature (float): temperature of the unbalanced soft assignments.
+        init_new_rows (bool): start the new classifier rows at the clusters' mean features.
+        soft (bool): also expose ``strategy.ncd.pseudo_soft_labels`` (soft assignments of the
+            pooled samples) for a soft Teacher B.
+        soft_temperature (float): temperature of the soft assignments.
         recluster_every (int): re-cluster fresh features of the pool every this many epochs
             (0: never); new clusters are matched to the old ids (Hungarian), so ids stay stable.
-        seed (int): seed of PCA and k-means.
+        seed (int | None): seed of PCA and k-means (None: the run's seed).
     """
 
     def __init__(
         self,
         num_clusters: int | None = None,
         k_range: tuple[int, int] | list[int] = (2, 30),
+        known_centres: bool = False,
         backend: str = "auto",
         l2_normalize: bool = True,
         pca_dim: int | None = None,
@@ -66,10 +108,11 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
         sinkhorn_epsilon: float = 0.05,
         sinkhorn_iters: int = 3,
         n_init: int = 1,
+        init_new_rows: bool = False,
         soft: bool = False,
         soft_temperature: float = 0.1,
         recluster_every: int = 0,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if backend not in KMEANS_BACKENDS:
@@ -83,6 +126,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
             raise ValueError(f"recluster_every must be >= 0, got {recluster_every}")
         self.num_clusters = num_clusters
         self.k_range = (low, high)
+        self.known_centres = bool(known_centres)
         self.backend = backend
         self.l2_normalize = bool(l2_normalize)
         self.pca_dim = pca_dim
@@ -90,24 +134,51 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
         self.sinkhorn_epsilon = float(sinkhorn_epsilon)
         self.sinkhorn_iters = int(sinkhorn_iters)
         self.n_init = int(n_init)
+        self.init_new_rows = bool(init_new_rows)
         self.soft = bool(soft)
         self.soft_temperature = float(soft_temperature)
         self.recluster_every = int(recluster_every)
-        self.seed = int(seed)
-        self.pseudo_labels: torch.Tensor | None = None
-        self.soft_labels: torch.Tensor | None = None
+        self.seed = 0 if seed is None else int(seed)
         self.cluster_ids: torch.Tensor | None = None
         self.pool_indices: torch.Tensor | None = None
+        self.soft_labels: torch.Tensor | None = None
         self.num_known_before = 0
         self.k = 0
-        self.experience_index: int | None = None
         self._active = False
         self._epoch = 0
 
-    def _cluster(self, features: torch.Tensor):
-        return cluster_pool(
-            features,
-            num_clusters=self.num_clusters if not self._active else self.k,
+    # ---------------------------------------------------------------- clustering
+    def _prepare(self, features: torch.Tensor) -> np.ndarray:
+        return preprocess_features(features, l2_normalize=self.l2_normalize)
+
+    def _semi_supervised(
+        self, state: Any, pool_feats: torch.Tensor, all_feats: torch.Tensor | None
+    ):
+        stats = state.known_stats
+        if stats is None:
+            raise RuntimeError(
+                "PseudoLabelClusteringPlugin(known_centres=True) needs strategy.ncd.known_stats: "
+                "use ConfidenceGatedPoolPlugin with known_stats=True"
+            )
+        centres = self._prepare(stats.prototypes[stats.counts > 0])
+        x = self._prepare(pool_feats)
+        k = self.num_clusters or self._estimate_k(x)
+        k = min(k, x.shape[0])
+        labels, novel = semi_supervised_kmeans(x, centres, k, seed=self.seed, n_init=self.n_init)
+        num_fixed = centres.shape[0]
+        cluster = torch.from_numpy(labels) - num_fixed  # < 0: joined a known class
+        return cluster, torch.from_numpy(novel), k
+
+    def _estimate_k(self, prepared: np.ndarray) -> int:
+        low, high = self.k_range[0], min(self.k_range[1], prepared.shape[0] - 1)
+        if low > high:
+            return 1
+        return estimate_num_clusters(prepared, low, high, seed=self.seed, backend=self.backend)
+
+    def _unsupervised(self, pool_feats: torch.Tensor, k: int | None):
+        result = cluster_pool(
+            pool_feats,
+            num_clusters=k,
             k_range=self.k_range,
             l2_normalize=self.l2_normalize,
             pca_dim=self.pca_dim,
@@ -119,28 +190,37 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
             sinkhorn_iters=self.sinkhorn_iters,
             soft_temperature=self.soft_temperature,
         )
+        self.soft_labels = result.probabilities
+        return result.labels, result.centroids, result.num_clusters
+
+    def _assign_all(self, all_feats: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor | None:
+        """Nearest novel centroid of every sample (same space as the clustering)."""
+        if self.pca_dim is not None and not self.known_centres:
+            return None  # the PCA projection is not kept: no consistent space for other samples
+        x = torch.from_numpy(self._prepare(all_feats))
+        return torch.cdist(x, centroids.float()).argmin(1)
 
     def _publish(self, strategy: Any, size: int) -> None:
-        self.pseudo_labels = lookup_table(
-            self.pool_indices, self.cluster_ids + self.num_known_before, size
+        state = discovery_state(strategy)
+        keep = self.cluster_ids >= 0
+        state.pseudo_labels = lookup_table(
+            self.pool_indices[keep], self.cluster_ids[keep] + self.num_known_before, size
         )
-        strategy.pseudo_labels = self.pseudo_labels
-        strategy.pseudo_soft_labels = self.soft_labels if self.soft else None
+        state.pseudo_soft_labels = self.soft_labels if self.soft else None
 
     # ---------------------------------------------------------------- callbacks
     def before_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
         self._active = False
-        strategy.pseudo_labels = None
-        strategy.pseudo_soft_labels = None
 
     def after_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
         """Clusters the triggered pool and grows the head to ``num_known + k``."""
         if not is_discovery_experience(strategy.experience):
             return
-        pool = getattr(strategy, "novel_pool", None)
+        state = discovery_state(strategy)
+        pool = state.pool
         if pool is None:
             raise RuntimeError(
-                "PseudoLabelClusteringPlugin needs strategy.novel_pool: put "
+                "PseudoLabelClusteringPlugin needs strategy.ncd.pool: put "
                 "ConfidenceGatedPoolPlugin before it in cl_strategy.plugins"
             )
         if not pool.triggered:
@@ -156,17 +236,34 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
                 "trigger_size)",
                 stacklevel=2,
             )
-        self.num_known_before = int(getattr(strategy, "num_known_classes", 0) or 0)
-        result = self._cluster(pool.features)
-        self.k = result.num_clusters
-        self.cluster_ids = result.labels
-        self.soft_labels = result.probabilities
-        self.pool_indices = pool.indices.clone()
-        self.experience_index = pool.experience_index
-        self._active = True
-        self._epoch = 0
-        self._publish(strategy, len(strategy.experience.dataset))
-        strategy.model.grow(self.num_known_before + self.k)
+        self.num_known_before = int(state.num_known_classes)
+        if self.known_centres:
+            labels, centroids, k = self._semi_supervised(state, pool.features, pool.all_features)
+            self.soft_labels = None
+        else:
+            labels, centroids, k = self._unsupervised(pool.features, self.num_clusters)
+        self.k, self.cluster_ids, self.pool_indices = k, labels, pool.indices.clone()
+        self._active, self._epoch = True, 0
+        size = len(strategy.experience.dataset)
+        self._publish(strategy, size)
+        if pool.all_features is not None:
+            nearest = self._assign_all(pool.all_features, centroids)
+            if nearest is not None:
+                state.cluster_of_all = nearest + self.num_known_before
+        state.num_discovered = k
+        model = strategy.model
+        model.grow(self.num_known_before + k)
+        if self.init_new_rows:
+            means = torch.stack(
+                [
+                    pool.features[labels == c].mean(0)
+                    if bool((labels == c).any())
+                    else pool.features.mean(0)
+                    for c in range(k)
+                ]
+            )
+            rows = slice(self.num_known_before, self.num_known_before + k)
+            init_rows_from_features(model.classifier, rows, means, self.num_known_before)
 
     def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
         if (
@@ -185,8 +282,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
         mbatch = strategy.mbatch
         if not self._active or mbatch is None or len(mbatch) != 4:
             return
-        index = mbatch[2]
-        labels = self.pseudo_labels[index.cpu()].to(mbatch[1].device)
+        labels = discovery_state(strategy).pseudo_labels[mbatch[2].cpu()].to(mbatch[1].device)
         keep = labels >= 0
         if not bool(keep.all()):
             for i in range(len(mbatch)):
@@ -199,45 +295,46 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
             note_labeled_classes(strategy)
             return
         if self._active:
-            strategy.num_known_classes = self.num_known_before + self.k
+            discovery_state(strategy).num_known_classes = self.num_known_before + self.k
         self._active = False
 
     # ---------------------------------------------------------------- re-clustering
     def recluster(self, strategy: Any) -> None:
         """Re-clusters fresh features of the pooled samples and keeps the cluster ids stable."""
         dataset = strategy.experience.dataset.eval().subset(self.pool_indices.tolist())
-        batches = list(
-            score_batches(
-                strategy.model,
-                dataset,
-                None,
-                device=strategy.device,
-                batch_size=int(getattr(strategy, "eval_mb_size", None) or 256),
-            )
+        out = dataset_outputs(
+            strategy.model,
+            dataset,
+            strategy.device,
+            int(getattr(strategy, "eval_mb_size", None) or 256),
         )
-        features = torch.cat([f for _, _, f in batches])
-        result = self._cluster(features)
-        perm = align_cluster_ids(self.cluster_ids, result.labels, self.k)
-        self.cluster_ids = perm[result.labels]
-        soft = torch.empty_like(result.probabilities)
-        soft[:, perm] = result.probabilities
-        self.soft_labels = soft
+        state = discovery_state(strategy)
+        if self.known_centres:
+            labels, _, _ = self._semi_supervised(state, out["features"], None)
+        else:
+            labels, _, _ = self._unsupervised(out["features"], self.k)
+        novel = (labels >= 0) & (self.cluster_ids >= 0)
+        perm = align_cluster_ids(self.cluster_ids[novel], labels[novel], self.k)
+        self.cluster_ids = torch.where(labels >= 0, perm[labels.clamp_min(0)], labels)
+        if self.soft_labels is not None:
+            soft = torch.empty_like(self.soft_labels)
+            soft[:, perm] = self.soft_labels
+            self.soft_labels = soft
         self._publish(strategy, len(strategy.experience.dataset))
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         """The last experience's mapping: pool indices, cluster ids, soft labels, ``k``."""
         return {
-            "pseudo_labels": self.pseudo_labels,
             "soft_labels": self.soft_labels,
             "cluster_ids": self.cluster_ids,
             "pool_indices": self.pool_indices,
             "num_known_before": self.num_known_before,
             "k": self.k,
-            "experience_index": self.experience_index,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`."""
-        for key, value in state_dict.items():
-            setattr(self, key, value)
+        for key in ("soft_labels", "cluster_ids", "pool_indices", "num_known_before", "k"):
+            if key in state_dict:
+                setattr(self, key, state_dict[key])

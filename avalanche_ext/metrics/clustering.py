@@ -18,11 +18,10 @@ HUNGARIAN_CONVENTIONS: dict[str, str] = {
         "one Hungarian matching of predicted ids to true classes over all test samples "
         "(old and new together, task-agnostic); old/new accuracies are read off that single mapping"
     ),
-    "novel": (
-        "old-class samples scored by plain accuracy (prediction == label); new-class samples "
-        "scored by a Hungarian matching computed on the new-class samples only"
-    ),
 }
+"""The conventions :func:`old_new_all_accuracy` accepts. The former ``'novel'`` convention (joint
+argmax matched on the novel subset) is gone: a model that never predicts a new id scored 0.25 with
+it. ``avalanche_ext.metrics.discovery`` has the conventions to report."""
 
 
 def _labels(values: torch.Tensor | np.ndarray | Iterable[int]) -> np.ndarray:
@@ -115,17 +114,12 @@ def old_new_all_accuracy(
       ``all_acc`` are plain accuracies of the mapped predictions on the old subset, the new subset
       and all samples. An old class predicted under its own id is normally matched to itself, but
       nothing forces it: a model that confuses classes is penalised once, consistently.
-    * ``convention='novel'``: ``old_acc`` is plain accuracy (``y_pred == y_true``) on old samples,
-      no matching; ``new_acc`` is :func:`cluster_accuracy` on the new samples alone, their
-      predictions taken as they are (a new sample predicted as an old class id can still be matched,
-      and a cluster id is matched within the new subset only). ``all_acc`` = (old correct + new
-      matched correct) / all samples. More lenient on new classes than ``'all'``.
 
     Args:
         y_true (Tensor | ndarray | list): ``[N]`` true class ids.
         y_pred (Tensor | ndarray | list): ``[N]`` predicted class / cluster ids.
         known_classes (int | Iterable[int]): the old classes; an int ``k`` means ``0 .. k-1``.
-        convention (str): ``'all'`` or ``'novel'`` (see above).
+        convention (str): ``'all'`` (the only one; see :data:`HUNGARIAN_CONVENTIONS`).
 
     Returns:
         dict: ``old_acc``, ``new_acc``, ``all_acc`` (floats, None for an empty subset) and
@@ -144,13 +138,9 @@ def old_new_all_accuracy(
     is_old = np.isin(y_true, known)
     is_new = ~is_old
 
-    if convention == "all":
-        correct = _apply(hungarian_match(y_true, y_pred), y_pred) == y_true
-        old_correct = int(correct[is_old].sum())
-        new_correct = int(correct[is_new].sum())
-    else:
-        old_correct = int((y_pred[is_old] == y_true[is_old]).sum())
-        new_correct = _num_matched_correct(y_true[is_new], y_pred[is_new])
+    correct = _apply(hungarian_match(y_true, y_pred), y_pred) == y_true
+    old_correct = int(correct[is_old].sum())
+    new_correct = int(correct[is_new].sum())
     num_old, num_new = int(is_old.sum()), int(is_new.sum())
     return {
         "old_acc": old_correct / num_old if num_old else None,

@@ -1,6 +1,21 @@
-"""The ``results.json["discovery"]`` block: old/new/all accuracy, cluster accuracy and gate quality.
+"""The ``results.json["discovery"]`` block: old/new/all accuracy under stated conventions, cluster
+quality beside its chance level, gate quality, and the no-discovery floor.
 
-Evaluation only: true labels come from the scenario's hidden labels, logged by the runner.
+Evaluation only: true labels come from the scenario's hidden labels, given by the runner.
+
+Conventions (``CONVENTIONS``):
+
+* ``frost_task_agnostic`` (primary; FRoST, Roy et al. ECCV 2022): each discovered class id is
+  mapped to a true novel class ONCE, by a Hungarian matching of the cluster ids given to the novel
+  TRAINING samples of the discovery experience against their true classes. The joint head is then
+  scored on the test set of all classes with no matching at test time: an old image must get its
+  own id, a novel image must get the id mapped to its class; a novel image predicted as an old
+  class (or an unmapped id) is wrong.
+* ``gcd_v2_all_hungarian`` (GCD, Vaze et al. CVPR 2022, "v2"): one Hungarian matching of predicted
+  ids to true classes over all test samples together; old/new/all read off that mapping.
+* ``new_ids_only_hungarian``: old images by plain accuracy; novel images predicted among the NEW
+  ids only (argmax of the new logits: a model that never predicts a new id gains nothing from the
+  old ones) and matched by a Hungarian matching on the novel subset (UNO's task-aware evaluation).
 """
 
 from __future__ import annotations
@@ -11,16 +26,46 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from avalanche_ext.metrics.clustering import cluster_accuracy, old_new_all_accuracy
+from avalanche_ext.metrics.clustering import cluster_accuracy, hungarian_match, old_new_all_accuracy
 from avalanche_ext.metrics.gate import gate_metrics, score_histogram
 
-__all__ = ["CLUSTER_ACC_CONVENTION", "discovery_summary", "experience_summary"]
+__all__ = [
+    "CLUSTER_ACC_CONVENTION",
+    "CONVENTIONS",
+    "PRIMARY",
+    "cluster_quality",
+    "cluster_to_class_mapping",
+    "discovery_summary",
+    "experience_summary",
+    "frost_task_agnostic",
+    "map_predictions",
+    "new_ids_only_hungarian",
+    "permutation_chance",
+]
 
+PRIMARY = "frost_task_agnostic"
+CONVENTIONS = {
+    "frost_task_agnostic": (
+        "FRoST (Roy et al., ECCV 2022) task-agnostic: discovered ids mapped to novel classes once, "
+        "by a Hungarian matching on the novel TRAINING samples' clusters; the joint head scored on "
+        "all test classes with no matching at test time (novel predicted as old = wrong)"
+    ),
+    "gcd_v2_all_hungarian": (
+        "GCD (Vaze et al., CVPR 2022) v2: one Hungarian matching of predicted ids to true classes "
+        "over all test samples, old and new together"
+    ),
+    "new_ids_only_hungarian": (
+        "old: plain accuracy; novel: argmax over the NEW ids only, Hungarian-matched on the novel "
+        "subset (task-aware, UNO-style)"
+    ),
+}
 CLUSTER_ACC_CONVENTION = (
-    "Hungarian accuracy of the training pseudo-labels over the pooled samples that are truly novel "
-    "(one matching over all discovery experiences; pooled known-class samples are left out, they "
-    "count against the gate's precision instead)"
+    "Hungarian accuracy of the cluster assignment of ALL truly novel samples of the discovery "
+    "experiences (each sample's nearest novel cluster, pooled or not), one matching over all "
+    "experiences; permutation chance = the same accuracy of the assignment randomly permuted "
+    "(same cluster sizes), mean of 20 draws"
 )
 
 
@@ -38,6 +83,8 @@ def _clean(value: Any) -> Any:
         return [_clean(v) for v in value]
     if isinstance(value, (np.integer,)):
         return int(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(float(value)) else None
     return value
@@ -49,7 +96,113 @@ def _known_set(known_classes: int | Iterable[int]) -> np.ndarray:
     return _array(list(known_classes), np.int64)
 
 
-def _pieces(entry: Mapping[str, Any], known: np.ndarray) -> dict[str, np.ndarray | float | None]:
+# ---------------------------------------------------------------------------- pure pieces
+def cluster_to_class_mapping(
+    cluster_ids: Any, true_labels: Any, known_classes: int | Iterable[int]
+) -> dict[int, int]:
+    """Discovered id -> true novel class, by a Hungarian matching on novel training samples.
+
+    Args:
+        cluster_ids: ``[N]`` discovered class id of each training sample (``-1``: none).
+        true_labels: ``[N]`` their true classes.
+        known_classes: the known class ids (int ``K``: ``0..K-1``).
+
+    Returns:
+        dict: discovered id -> true class, for the ids the matching pairs.
+    """
+    c = _array(cluster_ids, np.int64)
+    y = _array(true_labels, np.int64)
+    chosen = (c >= 0) & ~np.isin(y, _known_set(known_classes))
+    if not chosen.any():
+        return {}
+    # hungarian_match(y_true, y_pred) -> {pred id: true id}
+    return {int(k): int(v) for k, v in hungarian_match(y[chosen], c[chosen]).items()}
+
+
+def map_predictions(
+    predictions: Any, mapping: Mapping[int, int], known_classes: int | Iterable[int]
+) -> np.ndarray:
+    """Old ids kept, discovered ids replaced by their mapped class, other ids -> ``-1`` (wrong)."""
+    p = _array(predictions, np.int64)
+    known = _known_set(known_classes)
+    out = np.where(np.isin(p, known), p, -1)
+    for src, dst in mapping.items():
+        out[p == src] = dst
+    return out
+
+
+def frost_task_agnostic(
+    y_true: Any, predictions: Any, known_classes: int | Iterable[int], mapping: Mapping[int, int]
+) -> dict[str, Any]:
+    """Old/new/all accuracy of mapped joint-head predictions (see :data:`CONVENTIONS`)."""
+    y = _array(y_true, np.int64)
+    known = _known_set(known_classes)
+    correct = map_predictions(predictions, mapping, known) == y
+    old = np.isin(y, known)
+    return {
+        "old_acc": float(correct[old].mean()) if old.any() else None,
+        "new_acc": float(correct[~old].mean()) if (~old).any() else None,
+        "all_acc": float(correct.mean()) if y.size else None,
+    }
+
+
+def new_ids_only_hungarian(
+    y_true: Any, predictions: Any, logits: Any, known_classes: int | Iterable[int], num_known: int
+) -> dict[str, Any]:
+    """Old images by plain accuracy; novel images by the argmax over new ids only, matched within
+    the novel subset. With no new id in ``logits`` the novel accuracy is 0 (nothing discovered)."""
+    y = _array(y_true, np.int64)
+    p = _array(predictions, np.int64)
+    known = _known_set(known_classes)
+    old = np.isin(y, known)
+    old_correct = int((p[old] == y[old]).sum())
+    new_correct = 0
+    logits_t = None if logits is None else torch.as_tensor(logits)
+    # Columns of classes the model has not grown (padded with MASKED_LOGIT) are not new ids.
+    has_new = logits_t is not None and logits_t.shape[1] > num_known
+    if has_new and (~old).any():
+        new_logits = logits_t[torch.from_numpy(~old)][:, num_known:]
+        real = new_logits.amax(0) > -1e3  # padded columns never win
+        if bool(real.any()):
+            choice = new_logits[:, real].argmax(1).numpy()
+            acc = cluster_accuracy(y[~old], choice)
+            new_correct = round(acc * int((~old).sum()))
+    n_old, n_new = int(old.sum()), int((~old).sum())
+    return {
+        "old_acc": old_correct / n_old if n_old else None,
+        "new_acc": new_correct / n_new if n_new else None,
+        "all_acc": (old_correct + new_correct) / y.size if y.size else None,
+    }
+
+
+def permutation_chance(y_true: Any, assigned: Any, draws: int = 20, seed: int = 0) -> float | None:
+    """Mean Hungarian accuracy of ``assigned`` randomly permuted over the samples (cluster sizes
+    kept): what an assignment unrelated to the classes scores at this sample size."""
+    y = _array(y_true, np.int64)
+    a = _array(assigned, np.int64)
+    if y.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    return float(np.mean([cluster_accuracy(y, rng.permutation(a)) for _ in range(draws)]))
+
+
+def cluster_quality(y_true: Any, assigned: Any) -> dict[str, Any]:
+    """Hungarian accuracy, NMI, ARI and permutation chance of a cluster assignment."""
+    y = _array(y_true, np.int64)
+    a = _array(assigned, np.int64)
+    if y.size == 0:
+        return {"acc": None, "nmi": None, "ari": None, "chance": None, "num_samples": 0}
+    return {
+        "acc": cluster_accuracy(y, a),
+        "nmi": float(normalized_mutual_info_score(y, a)),
+        "ari": float(adjusted_rand_score(y, a)),
+        "chance": permutation_chance(y, a),
+        "num_samples": int(y.size),
+    }
+
+
+# ---------------------------------------------------------------------------- per experience
+def _pieces(entry: Mapping[str, Any], known: np.ndarray) -> dict[str, Any]:
     """Per-sample arrays of one discovery experience (those its log entry allows)."""
     true = _array(entry["true_labels"], np.int64)
     out: dict[str, Any] = {"true": true, "is_novel": ~np.isin(true, known)}
@@ -61,13 +214,22 @@ def _pieces(entry: Mapping[str, Any], known: np.ndarray) -> dict[str, np.ndarray
     if scores is not None:
         scores = _array(scores, np.float64)
         out["scores"] = scores if scores.size == true.size and np.isfinite(scores).all() else None
-    pseudo = entry.get("pseudo_labels")
-    if pseudo is not None:
-        pseudo = _array(pseudo, np.int64)
-        out["pseudo"] = pseudo if pseudo.size == true.size else None
+    for key in ("pseudo_labels", "cluster_of_all"):
+        values = entry.get(key)
+        if values is not None:
+            values = _array(values, np.int64)
+            out[key] = values if values.size == true.size else None
     threshold = entry.get("threshold")
     out["threshold"] = None if threshold is None else float(threshold)
     return out
+
+
+def _assignment(p: Mapping[str, Any]) -> np.ndarray | None:
+    """Each sample's discovered id: the nearest-cluster assignment of all samples, else the
+    pseudo-labels of the pooled ones."""
+    if p.get("cluster_of_all") is not None:
+        return p["cluster_of_all"]
+    return p.get("pseudo_labels")
 
 
 def _gate(pieces: Sequence[dict[str, Any]], bins: int) -> dict[str, Any]:
@@ -82,105 +244,175 @@ def _gate(pieces: Sequence[dict[str, Any]], bins: int) -> dict[str, Any]:
     metrics = gate_metrics(pooled, novel, scores if have_scores else np.zeros(pooled.size))
     if not have_scores:
         metrics["auroc"] = None
+    metrics["auroc_chance"] = 0.5
+    metrics["novel_fraction"] = float(novel.mean()) if novel.size else None
     metrics["threshold"] = with_pool[-1]["threshold"]
     metrics["histogram"] = score_histogram(scores, novel, bins=bins) if have_scores else None
     return metrics
 
 
-def _cluster_acc(pieces: Sequence[dict[str, Any]]) -> tuple[float | None, int]:
-    true, pred = [], []
+def _clusters(pieces: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Cluster quality over all novel samples and over the pooled novel ones."""
+    true_all, pred_all, true_pool, pred_pool = [], [], [], []
     for p in pieces:
-        if p.get("pseudo") is None:
-            continue
-        chosen = (p["pseudo"] >= 0) & p["is_novel"]
-        if p.get("pooled") is not None:
-            chosen &= p["pooled"]
-        true.append(p["true"][chosen])
-        pred.append(p["pseudo"][chosen])
-    if not true or sum(t.size for t in true) == 0:
-        return None, 0
-    y, q = np.concatenate(true), np.concatenate(pred)
-    return cluster_accuracy(y, q), int(y.size)
+        assigned = _assignment(p)
+        if assigned is not None:
+            chosen = p["is_novel"] & (assigned >= 0)
+            true_all.append(p["true"][chosen])
+            pred_all.append(assigned[chosen])
+        pseudo = p.get("pseudo_labels")
+        if pseudo is not None:
+            chosen = p["is_novel"] & (pseudo >= 0)
+            if p.get("pooled") is not None:
+                chosen &= p["pooled"]
+            true_pool.append(p["true"][chosen])
+            pred_pool.append(pseudo[chosen])
+    cat = np.concatenate
+    whole = cluster_quality(cat(true_all), cat(pred_all)) if true_all else cluster_quality([], [])
+    num_novel = int(sum(int(p["is_novel"].sum()) for p in pieces))
+    whole["coverage"] = whole["num_samples"] / num_novel if num_novel else None
+    pool = cluster_quality(cat(true_pool), cat(pred_pool)) if true_pool else cluster_quality([], [])
+    return {"all_novel": whole, "pooled_novel": pool}
 
 
 def experience_summary(
     entry: Mapping[str, Any], known_classes: int | Iterable[int], bins: int = 20
 ) -> dict[str, Any]:
-    """Gate and cluster metrics of one discovery experience.
-
-    Args:
-        entry (Mapping): one ``discovery_log`` item (see :func:`discovery_summary`).
-        known_classes (int | Iterable[int]): the known class ids (int ``k``: ``0 .. k-1``).
-        bins (int): histogram bins.
-
-    Returns:
-        dict: ``experience``, ``num_samples``, ``num_novel``, ``num_pooled``, ``cluster_acc``,
-        ``num_clustered`` (truly novel pooled samples with a pseudo-label) and ``gate``.
-    """
+    """Gate and cluster metrics of one discovery experience, with its trigger decision."""
     pieces = _pieces(entry, _known_set(known_classes))
-    acc, num = _cluster_acc([pieces])
+    clusters = _clusters([pieces])
     gate = _gate([pieces], bins)
     return _clean(
         {
             "experience": int(entry.get("experience", -1)),
+            "triggered": entry.get("triggered"),
+            "reason": entry.get("reason"),
             "num_samples": int(pieces["true"].size),
             "num_novel": int(pieces["is_novel"].sum()),
             "num_pooled": gate["num_pooled"],
-            "cluster_acc": acc,
-            "num_clustered": num,
+            "topped_up": entry.get("topped_up"),
+            "num_discovered": entry.get("num_discovered"),
+            "cluster_acc": clusters["all_novel"]["acc"],
+            "clusters": clusters,
             "gate": {k: v for k, v in gate.items() if k != "histogram"},
         }
     )
 
 
+def training_mapping(
+    discovery_log: Sequence[Mapping[str, Any]], known_classes: int | Iterable[int]
+) -> dict[int, int]:
+    """The FRoST mapping over all discovery experiences logged so far."""
+    known = _known_set(known_classes)
+    mapping: dict[int, int] = {}
+    for entry in discovery_log:
+        if entry.get("true_labels") is None:
+            continue
+        p = _pieces(entry, known)
+        assigned = _assignment(p)
+        if assigned is not None:
+            mapping.update(cluster_to_class_mapping(assigned, p["true"], known))
+    return mapping
+
+
+def _conventions(
+    y: np.ndarray, p: np.ndarray, logits: Any, known: np.ndarray, mapping: Mapping[int, int]
+) -> dict[str, dict[str, Any]]:
+    num_known = int(known.max()) + 1 if known.size else 0
+    v2 = old_new_all_accuracy(y, p, known, convention="all")
+    novel = ~np.isin(y, known)
+    mapped = map_predictions(p, mapping, known)
+    return {
+        "frost_task_agnostic": frost_task_agnostic(y, p, known, mapping),
+        "gcd_v2_all_hungarian": {k: v2[k] for k in ("old_acc", "new_acc", "all_acc")},
+        "new_ids_only_hungarian": new_ids_only_hungarian(y, p, logits, known, num_known),
+        "_rates": {
+            "novel_predicted_new": float((~np.isin(p[novel], known)).mean())
+            if novel.any()
+            else None,
+            "known_predicted_new": float((~np.isin(p[~novel], known)).mean())
+            if (~novel).any()
+            else None,
+            "mapped_ids": len(mapping),
+            "unmapped_predictions": float((mapped == -1).mean()) if y.size else None,
+        },
+    }
+
+
 def discovery_summary(
-    y_all: torch.Tensor | np.ndarray | Sequence[int],
-    p_all: torch.Tensor | np.ndarray | Sequence[int],
+    y_all: Any,
+    p_all: Any,
     known_classes: int | Iterable[int],
     discovery_log: Sequence[Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
+    logits_all: Any = None,
+    floor: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Novel-class-discovery results: accuracies on the all-class test set, clusters, the gate.
+    """Novel-class-discovery results (see the module docstring for the conventions).
 
     Args:
-        y_all (Tensor | ndarray | list): ``[N]`` true labels of the all-class test stream.
-        p_all (Tensor | ndarray | list): ``[N]`` predictions (class ids, new classes = cluster
-            ids ``>= num_known``).
-        known_classes (int | Iterable[int]): the known (labeled) class ids.
-        discovery_log (Sequence[Mapping] | None): one dict per discovery experience with any of
-            ``experience``, ``true_labels`` (required to score it), ``pool_indices``,
-            ``all_scores``, ``threshold``, ``pseudo_labels`` (LongTensor per sample, -1 unpooled).
-        options (Mapping | None): ``cfg.discovery``: ``hungarian`` (``'all'`` default, or
-            ``'novel'``: see :func:`old_new_all_accuracy`), ``histogram_bins`` (20).
+        y_all: ``[N]`` true labels of the all-class test set.
+        p_all: ``[N]`` final joint-head predictions.
+        known_classes: the known (labeled) class ids.
+        discovery_log: one dict per discovery experience with ``true_labels`` (required to score
+            it) and any of ``experience``, ``pool_indices``, ``all_scores``, ``threshold``,
+            ``pseudo_labels``, ``cluster_of_all``, ``triggered``, ``reason``, ``topped_up``,
+            ``num_discovered``.
+        options: ``cfg.discovery``: ``histogram_bins`` (20).
+        logits_all: ``[N, C]`` final logits of the test set (for ``new_ids_only_hungarian``).
+        floor: ``{"predictions", "logits"}`` of the model before the first discovery update (the
+            no-discovery floor, scored under every convention with the same mapping).
 
     Returns:
-        dict: ``old_acc``, ``new_acc``, ``all_acc``, ``hungarian`` (the convention, a sentence),
-        ``cluster_acc`` and ``cluster_acc_convention``, ``gate`` (``precision``, ``recall``,
-        ``auroc``, ``threshold`` (of the last discovery experience), ``num_pooled``, ``num_novel``,
-        ``histogram`` = ``{"bins", "known", "novel"}``) and ``per_experience``. Fractions are in
-        ``[0, 1]``; an undefined value is None, never NaN.
-
-    Raises:
-        ValueError: unknown ``hungarian`` convention.
+        dict: ``old_acc``, ``new_acc``, ``all_acc`` (primary convention), ``convention``,
+        ``cluster_acc`` (all novel discovery samples) with ``cluster_chance``, ``cluster_nmi``,
+        ``cluster_ari``, ``triggered`` and ``reason`` (of the last discovery experience),
+        ``conventions`` (every convention's old/new/all), ``floor`` (same, base model),
+        ``novel_predicted_new`` (share of novel test images given a new id), ``chance``,
+        ``clusters``, ``gate`` and ``per_experience``. Undefined values are None, never NaN.
     """
     options = dict(options or {})
-    convention = options.get("hungarian", "all")
     bins = int(options.get("histogram_bins", 20))
     known = _known_set(known_classes)
     y, p = _array(y_all, np.int64), _array(p_all, np.int64)
-    accuracies = old_new_all_accuracy(y, p, known, convention=convention)
     entries = [e for e in (discovery_log or []) if e.get("true_labels") is not None]
     pieces = [_pieces(e, known) for e in entries]
-    cluster_acc, num_clustered = _cluster_acc(pieces)
+    mapping = training_mapping(entries, known)
+    conventions = _conventions(y, p, logits_all, known, mapping)
+    rates = conventions.pop("_rates")
+    floor_block = None
+    if floor is not None and floor.get("predictions") is not None:
+        fp = _array(floor["predictions"], np.int64)
+        floor_block = _conventions(y, fp, floor.get("logits"), known, mapping)
+        floor_block.pop("_rates")
+    clusters = _clusters(pieces)
+    last = entries[-1] if entries else {}
+    primary = conventions[PRIMARY]
+    num_novel_classes = int(np.unique(y[~np.isin(y, known)]).size)
+    num_classes = int(np.unique(y).size)
     return _clean(
         {
-            "old_acc": accuracies["old_acc"],
-            "new_acc": accuracies["new_acc"],
-            "all_acc": accuracies["all_acc"],
-            "hungarian": accuracies["hungarian"],
-            "cluster_acc": cluster_acc,
+            **primary,
+            "convention": PRIMARY,
+            "convention_text": CONVENTIONS[PRIMARY],
+            "cluster_acc": clusters["all_novel"]["acc"],
+            "cluster_chance": clusters["all_novel"]["chance"],
+            "cluster_nmi": clusters["all_novel"]["nmi"],
+            "cluster_ari": clusters["all_novel"]["ari"],
             "cluster_acc_convention": CLUSTER_ACC_CONVENTION,
-            "num_clustered": num_clustered,
+            "num_clustered": clusters["all_novel"]["num_samples"],
+            "triggered": last.get("triggered") if entries else None,
+            "reason": last.get("reason") if entries else "no discovery experience was scored",
+            "conventions": conventions,
+            "convention_texts": CONVENTIONS,
+            "floor": floor_block,
+            **rates,
+            "chance": {
+                "old_acc": 1.0 / known.size if known.size else None,
+                "new_acc": 1.0 / num_novel_classes if num_novel_classes else None,
+                "all_acc": 1.0 / num_classes if num_classes else None,
+            },
+            "clusters": clusters,
             "gate": _gate(pieces, bins),
             "per_experience": [experience_summary(e, known, bins) for e in entries],
         }

@@ -12,6 +12,7 @@ from avalanche.models import DynamicModule
 from torch import nn
 
 from avalanche_ext.errors import ConfigError
+from avalanche_ext.ncd_state import MASKED_LOGIT
 from avalanche_ext.registry import MODELS
 
 __all__ = ["MMClassifier", "align_new_rows", "set_batchnorm_mode"]
@@ -74,7 +75,7 @@ class MMClassifier(DynamicModule):
             masking), so they are never predicted.
     """
 
-    MASK_VALUE = -1000.0
+    MASK_VALUE = MASKED_LOGIT
 
     def __init__(
         self,
@@ -182,9 +183,14 @@ class MMClassifier(DynamicModule):
         return True
 
     def adaptation(self, experience) -> None:
-        """Grows the head to cover the labels of an experience (hidden labels, -1, are ignored);
-        only training experiences mark their classes as trained-on."""
-        if not self.auto_grow:
+        """Grows the head to cover the labels of a TRAINING experience (hidden labels, -1, are
+        ignored).
+
+        Evaluation experiences never grow it: evaluating the test stream after the base experience
+        would otherwise widen a discovery model to the true number of classes before any
+        discovery (a leak of ``k``). The runner pads evaluation logits to the scenario's classes
+        with ``MASKED_LOGIT`` instead, which scores the same as masked rows."""
+        if not self.auto_grow or not self.training:
             return
         classes = getattr(experience, "classes_in_this_experience", None)
         if classes is None:

@@ -296,27 +296,93 @@ def _scalars(block: dict[str, Any], skip: set[str]) -> list[list[Any]]:
     ]
 
 
+_CONVENTION_NAMES = {
+    "frost_task_agnostic": "FRoST task-agnostic (primary)",
+    "gcd_v2_all_hungarian": "GCD v2: one Hungarian over all classes",
+    "new_ids_only_hungarian": "new ids only, Hungarian on novel (task-aware)",
+}
+
+
 def _discovery(doc: Document, results: dict[str, Any], figures: dict[str, str]) -> None:
     discovery = results.get("discovery")
     if not isinstance(discovery, dict) or not discovery:
         return
     section = doc.section("Novel-class discovery")
-    accuracies = ("old_acc", "new_acc", "all_acc", "cluster_acc")
-    rows = [[key, format_percent(discovery.get(key))] for key in accuracies if key in discovery]
-    rows += _scalars(discovery, set(accuracies) | {"hungarian"})
-    if rows:
-        section.table(["metric", "value"], rows)
-    if discovery.get("hungarian"):
-        section.text(f"Hungarian matching convention: `{discovery['hungarian']}`.")
+    if discovery.get("triggered") is False:
+        section.text(
+            f"**Discovery did not happen: {discovery.get('reason')}.** The numbers below "
+            "are the base model's; nothing was discovered."
+        )
+    elif discovery.get("reason"):
+        section.text(f"Update triggered: {discovery.get('reason')}.")
+    conventions = discovery.get("conventions") or {}
+    floor = discovery.get("floor") or {}
+    chance = discovery.get("chance") or {}
+    if conventions:
+        rows = []
+        for name, values in conventions.items():
+            base = floor.get(name) or {}
+            rows.append(
+                [_CONVENTION_NAMES.get(name, name)]
+                + [
+                    f"{format_percent(values.get(k))} (floor {format_percent(base.get(k))})"
+                    for k in ("old_acc", "new_acc", "all_acc")
+                ]
+            )
+        rows.append(
+            ["chance"] + [format_percent(chance.get(k)) for k in ("old_acc", "new_acc", "all_acc")]
+        )
+        section.table(["convention", "old", "new", "all"], rows)
+        section.text(
+            "Floor: the base model alone (before any discovery update), under the same convention. "
+            f"Primary convention: {discovery.get('convention_text', '')}."
+        )
+    rates = [
+        [
+            "novel test images predicted as a new id",
+            format_percent(discovery.get("novel_predicted_new")),
+        ],
+        [
+            "known test images predicted as a new id",
+            format_percent(discovery.get("known_predicted_new")),
+        ],
+        [
+            "cluster accuracy, all novel discovery samples",
+            format_percent(discovery.get("cluster_acc")),
+        ],
+        [
+            "  permutation chance at that sample size",
+            format_percent(discovery.get("cluster_chance")),
+        ],
+        [
+            "  NMI / ARI",
+            f"{format_value(discovery.get('cluster_nmi'))} / {format_value(discovery.get('cluster_ari'))}",
+        ],
+    ]
+    pooled = (discovery.get("clusters") or {}).get("pooled_novel") or {}
+    if pooled.get("acc") is not None:
+        rates.append(
+            ["cluster accuracy, pooled novel samples only", format_percent(pooled.get("acc"))]
+        )
+    section.table(["measure", "value"], rates)
+    if discovery.get("cluster_acc_convention"):
+        section.text(f"Cluster accuracy: {discovery['cluster_acc_convention']}.")
     gate = discovery.get("gate")
     if isinstance(gate, dict) and gate:
         shown = ("precision", "recall", "auroc")
         gate_rows = [[f"gate {key}", format_percent(gate.get(key))] for key in shown if key in gate]
+        gate_rows.append(["gate AUROC chance", format_percent(gate.get("auroc_chance", 0.5))])
+        gate_rows.append(
+            [
+                "share of novel samples (precision chance)",
+                format_percent(gate.get("novel_fraction")),
+            ]
+        )
         if "threshold" in gate:
             gate_rows.append(["gate threshold", format_value(gate.get("threshold"))])
-        gate_rows += [[f"gate {k}", v] for k, v in _scalars(gate, set(shown) | {"threshold"})]
-        if gate_rows:
-            section.table(["gate", "value"], gate_rows)
+        extra = _scalars(gate, set(shown) | {"threshold", "auroc_chance", "novel_fraction"})
+        gate_rows += [[f"gate {k}", v] for k, v in extra]
+        section.table(["gate", "value"], gate_rows)
     if "gate_scores_png" in figures:
         section.image(figures["gate_scores_png"], "gate score histograms")
 

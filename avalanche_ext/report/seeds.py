@@ -1,0 +1,72 @@
+"""Mean and standard deviation over runs that differ only in their seed (``--seeds 0 1 2``).
+
+A single run's +-0.01 is noise, not a result: benchmark tables quote ``mean +- std`` over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["SEED_KEYS", "aggregate_seeds", "seeds_markdown"]
+
+SEED_KEYS: dict[str, tuple[str, ...]] = {
+    "final_accuracy": ("final", "stream_accuracy"),
+    "old_acc": ("discovery", "old_acc"),
+    "new_acc": ("discovery", "new_acc"),
+    "all_acc": ("discovery", "all_acc"),
+    "cluster_acc": ("discovery", "cluster_acc"),
+    "gate_auroc": ("discovery", "gate", "auroc"),
+    "novel_predicted_new": ("discovery", "novel_predicted_new"),
+    "total_s": ("timing", "total_s"),
+}
+"""Row name -> path into ``results.json``."""
+
+
+def _get(results: Mapping[str, Any], path: Sequence[str]) -> float | None:
+    node: Any = results
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
+
+
+def aggregate_seeds(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``{name: {"mean", "std", "values", "n"}}`` for every :data:`SEED_KEYS` entry present.
+
+    ``std`` is the sample standard deviation (``n - 1``; None for one run). Runs lacking a value
+    are left out of that row (``n`` says how many counted).
+    """
+    out: dict[str, Any] = {"seeds": [r.get("seed") for r in runs]}
+    for name, path in SEED_KEYS.items():
+        values = [v for v in (_get(r, path) for r in runs) if v is not None]
+        if not values:
+            continue
+        mean = sum(values) / len(values)
+        std = (
+            math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            if len(values) > 1
+            else None
+        )
+        out[name] = {"mean": mean, "std": std, "values": values, "n": len(values)}
+    return out
+
+
+def seeds_markdown(summary: Mapping[str, Any]) -> str:
+    """A markdown table of :func:`aggregate_seeds`."""
+    lines = [
+        f"Seeds: {summary.get('seeds')}",
+        "",
+        "| metric | mean | std | values |",
+        "|---|--:|--:|---|",
+    ]
+    for name in SEED_KEYS:
+        row = summary.get(name)
+        if not row:
+            continue
+        std = "" if row["std"] is None else f"{row['std']:.4f}"
+        values = ", ".join(f"{v:.4f}" for v in row["values"])
+        lines.append(f"| {name} | {row['mean']:.4f} | {std} | {values} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,277 @@
+"""What each stage of the discovery pipeline adds: one base model, one dataset, every variant.
+
+    python benchmarks/ncd_ablation.py [--config CONFIG] [--seeds 0] [--out DIR] [--write-results]
+
+1. The plain baseline (``ncd_plain_baseline.py``: one PyTorch script, no framework) trains the same
+   model for the same epochs on the same base images (equal minutes).
+2. The flagship config runs once through the project (base experience + full pipeline); its
+   checkpoint after the base experience is the shared start of every other variant.
+3. Each variant resumes that checkpoint with different discovery plugins and trains only the
+   discovery experience: no update (the floor), an oracle gate (the true novelty of every sample,
+   given by this script from the hidden labels: evaluation code, not the pipeline), no gate (every
+   discovery sample clustered), plain k-means (no fixed known centres), no replay, no calibration,
+   the LwF baseline (CE on k-means pseudo-labels + LwF distillation, whole network trained) and the
+   full pipeline.
+
+Prints a markdown table (old/new/all under FRoST's task-agnostic convention, cluster accuracy with
+its permutation chance, gate AUROC, share of novel test images given a new id, seconds) and, with
+``--write-results``, appends it to ``benchmarks/RESULTS.md`` with the machine's CPU model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import torch  # noqa: E402
+
+import avalanche_ext  # noqa: E402, F401
+from avalanche_ext.config import load_config  # noqa: E402
+from avalanche_ext.registry import PLUGINS  # noqa: E402
+from strategies.confidence_gate import ConfidenceGatedPoolPlugin  # noqa: E402
+
+DEFAULT_CONFIG = "configs/ncd/dualteacher-replay_resnet20_cpu-6e_cifar100-80+20lt.py"
+GATE, CLUSTER, UPDATE = 0, 1, 2
+
+
+@PLUGINS.register_module(force=True)
+class OracleGatePlugin(ConfidenceGatedPoolPlugin):
+    """The gate with perfect novelty: pools exactly the truly novel samples (ablation only).
+
+    ``OracleGatePlugin.truth`` (set by this script from the scenario's hidden labels) maps the
+    discovery experience's sample index to True for novel samples. The scores it reports are the
+    truth itself (AUROC 1), so the row shows what a perfect gate would give the later stages.
+    """
+
+    truth: torch.Tensor | None = None
+
+    def score_outputs(self, state, logits, features):
+        if OracleGatePlugin.truth is None or OracleGatePlugin.truth.numel() != logits.shape[0]:
+            return super().score_outputs(state, logits, features)
+        return OracleGatePlugin.truth.float()
+
+    def _gate(self, strategy):
+        original = self.threshold, self.calibrated_threshold
+        self.threshold, self.calibrated_threshold = 0.5, None
+        try:
+            super()._gate(strategy)
+        finally:
+            self.threshold, self.calibrated_threshold = original
+
+
+def _plugins(cfg) -> list[dict]:
+    return [dict(p) for p in cfg.cl_strategy.plugins]
+
+
+def variants(cfg) -> dict[str, list[dict] | None]:
+    """Variant name -> discovery plugins (None: the full run itself)."""
+    full = _plugins(cfg)
+
+    def edit(index: int, **changes: Any) -> list[dict]:
+        plugins = copy.deepcopy(full)
+        plugins[index].update(changes)
+        return plugins
+
+    lwf = copy.deepcopy(full)
+    lwf[CLUSTER].update(known_centres=False, init_new_rows=False)
+    lwf[UPDATE] = dict(type="LwFPlugin", alpha=1.0, temperature=2.0)
+    oracle = edit(GATE, type="OracleGatePlugin")
+    return {
+        "full pipeline": None,
+        "no update (floor)": edit(GATE, trigger_size=10**9, min_fill=1.0),
+        "oracle gate": oracle,
+        "no gate (cluster all)": edit(GATE, threshold="all"),
+        "plain k-means": edit(CLUSTER, known_centres=False),
+        "no replay": edit(UPDATE, replay_weight=0.0),
+        "no calibration": edit(UPDATE, calibrate_new_bias=False),
+        "LwF baseline": lwf,
+    }
+
+
+def _row(name: str, results: dict, seconds: float) -> dict[str, Any]:
+    d = results.get("discovery") or {}
+    gate = d.get("gate") or {}
+    if name.startswith("no update"):
+        floor = (d.get("floor") or {}).get("frost_task_agnostic") or {}
+        return {
+            "variant": name,
+            **{k: floor.get(k) for k in ("old_acc", "new_acc", "all_acc")},
+            "cluster_acc": None,
+            "cluster_chance": None,
+            "auroc": gate.get("auroc"),
+            "novel_predicted_new": 0.0,
+            "seconds": seconds,
+        }
+    return {
+        "variant": name,
+        "old_acc": d.get("old_acc"),
+        "new_acc": d.get("new_acc"),
+        "all_acc": d.get("all_acc"),
+        "cluster_acc": d.get("cluster_acc"),
+        "cluster_chance": d.get("cluster_chance"),
+        "auroc": gate.get("auroc"),
+        "novel_predicted_new": d.get("novel_predicted_new"),
+        "seconds": seconds,
+    }
+
+
+def run_seed(cfg_path: str, seed: int, out: Path, quick: dict | None) -> list[dict[str, Any]]:
+    from avalanche_ext.builders import build_scenario  # noqa: PLC0415
+    from avalanche_ext.runner import run  # noqa: PLC0415
+
+    cfg = load_config(cfg_path, quick)
+    rows: list[dict[str, Any]] = []
+    # 1. the plain baseline, same model / epochs / data (equal minutes)
+    import ncd_plain_baseline  # noqa: PLC0415
+
+    epochs = cfg.cl_strategy.train_epochs
+    epochs = epochs[0] if isinstance(epochs, (list, tuple)) else epochs
+    scen = cfg.scenario
+    args = [
+        f"--epochs={epochs}",
+        f"--depth={cfg.model.backbone.depth}",
+        f"--seed={seed}",
+        f"--imbalance-ratio={scen.imbalance_ratio}",
+        f"--lr={cfg.cl_strategy.optimizer.lr}",
+    ]
+    if scen.get("train_subset"):
+        args.append(f"--train-subset={scen.train_subset}")
+    t0 = time.time()
+    base = ncd_plain_baseline.main(args)
+    rows.append(
+        {
+            "variant": "plain baseline (script)",
+            "old_acc": base["known_acc"],
+            "new_acc": None,
+            "all_acc": None,
+            "cluster_acc": base["novel_cluster_acc_discovery"],
+            "cluster_chance": base["cluster_chance"],
+            "auroc": base["msp_auroc"],
+            "novel_predicted_new": None,
+            "seconds": time.time() - t0,
+        }
+    )
+    # 2. the full pipeline, checkpointed after the base experience
+    cfg.checkpoint_config = dict(interval=1)
+    t0 = time.time()
+    full = run(cfg.copy(), work_dir=str(out / "full"), seed=seed, config_path=cfg_path)
+    full_s = time.time() - t0
+    base_s = full["experiences"][0]["train_time_s"] + full["experiences"][0]["eval_time_s"]
+    ckpt = Path(full["run_dir"]) / "checkpoints" / "experience_1.pth"
+    truth = build_scenario(cfg.scenario).hidden_labels[1]
+    OracleGatePlugin.truth = truth >= int(cfg.model.head.num_classes)
+    for name, plugins in variants(cfg).items():
+        if plugins is None:
+            rows.append(_row(name, full, full_s - base_s))
+            continue
+        slug = name.split(" (")[0].replace(" ", "_")
+        run_dir = out / slug / "from_base"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        (run_dir / "checkpoints").mkdir(parents=True)
+        shutil.copy(ckpt, run_dir / "checkpoints" / "latest.pth")
+        shutil.copy(Path(full["run_dir"]) / "config.py", run_dir / "config.py")
+        vcfg = cfg.copy()
+        vcfg.cl_strategy.plugins = plugins
+        t0 = time.time()
+        result = run(
+            vcfg,
+            work_dir=str(out / slug),
+            seed=seed,
+            resume=str(run_dir / "checkpoints" / "latest.pth"),
+            config_path=cfg_path,
+            fresh_plugins_ok=True,
+        )
+        rows.append(_row(name, result, time.time() - t0))
+    for row in rows:
+        row["base_s"] = base_s
+    return rows
+
+
+def _fmt(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(all_rows: list[list[dict[str, Any]]]) -> str:
+    names = [r["variant"] for r in all_rows[0]]
+    keys = ["old_acc", "new_acc", "all_acc", "cluster_acc", "cluster_chance", "auroc"]
+    keys += ["novel_predicted_new", "seconds"]
+    head = "| variant | old | new | all | cluster acc | cluster chance | gate AUROC | novel -> new id | s |"
+    lines = [head, "|---|" + "--:|" * len(keys)]
+    for i, name in enumerate(names):
+        cells = []
+        for key in keys:
+            values = [rows[i][key] for rows in all_rows]
+            cells.append(_fmt(values) if key != "seconds" else f"{statistics.mean(values):.0f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default=DEFAULT_CONFIG)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--out", default="work_dirs/ncd_ablation")
+    ap.add_argument("--quick", action="store_true", help="tiny subset (a smoke run, minutes)")
+    ap.add_argument("--write-results", action="store_true", help="append to benchmarks/RESULTS.md")
+    args = ap.parse_args(argv)
+    quick = None
+    if args.quick:
+        quick = {
+            "scenario.train_subset": 60,
+            "scenario.test_subset": 20,
+            "cl_strategy.train_epochs": [2, 2],
+            "cl_strategy.plugins.0.trigger_size": 50,
+        }
+    t0 = time.time()
+    all_rows = [run_seed(args.config, s, Path(args.out) / f"seed_{s}", quick) for s in args.seeds]
+    text = table(all_rows)
+    base_s = statistics.mean(r[0]["base_s"] for r in all_rows)
+    note = (
+        f"\n\nMachine: {cpu_model()}, {torch.get_num_threads()} threads. Seeds {args.seeds}. "
+        f"Shared base experience (train + eval): {base_s:.0f} s; the seconds column is each "
+        "variant's discovery phase (plain baseline: its whole script). Old/new/all: FRoST's "
+        "task-agnostic convention (mapping from the novel training clusters, joint head, no test "
+        "matching); the plain baseline has no joint head (old = its known accuracy). Whole "
+        f"benchmark: {time.time() - t0:.0f} s.\n"
+    )
+    print(text + note)
+    (Path(args.out) / "ablation.json").write_text(json.dumps(all_rows, indent=2))
+    if args.write_results:
+        cmd = "python benchmarks/ncd_ablation.py " + " ".join(argv or sys.argv[1:])
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+            f.write(f"\n## Discovery ablation (`{cmd.strip()}`)\n\n{text}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
