@@ -38,6 +38,7 @@ from avalanche_ext.errors import ConfigError
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.recorder import PredictionRecorder
 from avalanche_ext.registry import LOGGERS, resolve_type
+from avalanche_ext.runtime import parse_runtime, runtime_plugins
 from avalanche_ext.scenario import BuiltScenario, stream_summary
 from avalanche_ext.utils.jsonable import to_jsonable
 
@@ -244,6 +245,7 @@ class Experiment:
         self.cfg = cfg
         self.device = resolve_device(device)
         self.seed = int(seed if seed is not None else cfg.get("seed", 0) or 0)
+        self.runtime = parse_runtime(cfg)
         seed_everything(self.seed)
         self.scenario: BuiltScenario = builders.build_scenario(cfg.scenario)
         self.model = builders.build_model(cfg.model)
@@ -383,6 +385,8 @@ def _train(
     strategy = builders.build_strategy(
         cfg.cl_strategy, exp.model, evaluator, exp.device, plugins=exp.plugins + [recorder]
     )
+    # Last, so that checkpointed plugin names keep their positions and replay loaders exist.
+    strategy.plugins.extend(runtime_plugins(exp.runtime, exp.seed, exp.device, say))
     # Facts the plugins read through the strategy (docs/contracts.md).
     strategy.num_known_classes = scenario.initial_num_classes or scenario.num_classes
     strategy.scenario_info = scenario.info

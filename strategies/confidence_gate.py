@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from avalanche.training.plugins import SupervisedPlugin
 from torch import nn
-from torch.utils.data import DataLoader
 
+from avalanche_ext.data.batched import eval_batches, model_memory_format
 from avalanche_ext.metrics.confidence import NOVELTY_SCORES, calibrate_threshold, novelty_score
 from avalanche_ext.ncd import EVICTION_POLICIES
 from avalanche_ext.registry import PLUGINS
@@ -109,10 +109,10 @@ def score_batches(
     Yields:
         tuple: ``(sample_indices [B] (CPU long), scores [B] (CPU float), features [B, D] | None)``.
     """
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     position = 0
     with eval_mode(model), torch.inference_mode():
-        for batch in loader:
+        fmt = model_memory_format(model)
+        for batch in eval_batches(dataset, batch_size, device, fmt):
             x = batch[0].to(device)
             logits = model(x)
             if num_known:

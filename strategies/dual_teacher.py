@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from avalanche.training.plugins import SupervisedPlugin
 from torch import nn
-from torch.utils.data import DataLoader
 
+from avalanche_ext.data.batched import eval_batches, model_memory_format
 from avalanche_ext.losses.distillation import feature_distillation_loss, kd_loss
 from avalanche_ext.models.classifier import align_new_rows, set_batchnorm_mode
 from avalanche_ext.ncd import decision_offset, lookup_table
@@ -355,7 +355,8 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
         dataset = strategy.experience.dataset.eval()
         batch_size = int(getattr(strategy, "eval_mb_size", None) or 256)
         with eval_mode(model), torch.inference_mode():
-            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            fmt = model_memory_format(model)
+            for batch in eval_batches(dataset, batch_size, strategy.device, fmt):
                 logits = model(batch[0].to(strategy.device)).float()
                 best_new = logits[:, num_old : num_old + num_new].amax(1)
                 margins.append((best_new - logits[:, :num_old].amax(1)).cpu())
