@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
+from avalanche_ext.data.batched import eval_batches, model_memory_format
 from avalanche_ext.ncd_state import discovery_state
 from avalanche_ext.scenario import UNLABELED
 
@@ -95,18 +95,13 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
     )
 
 
-def _batches(dataset: Any, batch_size: int, device: torch.device | str) -> Iterator[tuple]:
-    """``(x on device, y, sample indices)`` batches in dataset order, by the fastest path there is."""
-    try:  # the batched in-memory path (no per-sample Python), when the data has one
-        from avalanche_ext.data.batched import iter_batches  # noqa: PLC0415
-
-        batches = iter_batches(dataset, batch_size, train=False, shuffle=False, device=device)
-    except (ImportError, TypeError, ValueError):
-        batches = None
-    if batches is None:
-        batches = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+def _batches(
+    dataset: Any, batch_size: int, device: torch.device | str, model: nn.Module
+) -> Iterator[tuple]:
+    """``(x on device, y, sample indices)`` batches in dataset order: the batched in-memory path
+    (no per-sample Python) when the data has one, else a per-sample DataLoader."""
     position = 0
-    for batch in batches:
+    for batch in eval_batches(dataset, batch_size, device, model_memory_format(model)):
         x = batch[0].to(device, non_blocking=True)
         if len(batch) >= 4:
             indices = torch.as_tensor(batch[2]).long().cpu()
@@ -131,7 +126,7 @@ def iter_outputs(
         ``(sample_indices [B], targets [B], logits [B, C], features [B, D] | None)`` on the CPU.
     """
     with eval_mode(model), torch.inference_mode():
-        for x, y, indices in _batches(dataset, batch_size, device):
+        for x, y, indices in _batches(dataset, batch_size, device, model):
             logits = model(x).float().cpu().clone()
             feats = getattr(model, "last_features", None)
             feats = None if feats is None else feats.detach().float().cpu().clone()

@@ -40,6 +40,7 @@ from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.ncd_state import DiscoveryState, discovery_state
 from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder
 from avalanche_ext.registry import LOGGERS, resolve_type
+from avalanche_ext.runtime import parse_runtime, runtime_plugins
 from avalanche_ext.scenario import BuiltScenario, stream_summary
 from avalanche_ext.utils.jsonable import to_jsonable
 
@@ -246,6 +247,7 @@ class Experiment:
         self.cfg = cfg
         self.device = resolve_device(device)
         self.seed = int(seed if seed is not None else cfg.get("seed", 0) or 0)
+        self.runtime = parse_runtime(cfg)
         seed_everything(self.seed)
         self.scenario: BuiltScenario = builders.build_scenario(cfg.scenario)
         self.model = builders.build_model(cfg.model)
@@ -395,6 +397,8 @@ def _train(
         exp.device,
         plugins=exp.plugins + [padding, recorder],
     )
+    # Last, so that checkpointed plugin names keep their positions and replay loaders exist.
+    strategy.plugins.extend(runtime_plugins(exp.runtime, exp.seed, exp.device, say))
     # The one object the plugins share (docs/contracts.md), and a known-classes-only view of the
     # scenario: nothing reachable from training code counts or names the novel classes.
     strategy.ncd = DiscoveryState(

@@ -76,6 +76,14 @@ class TensorImageDataset(Dataset):
     def __getitem__(self, index: int):
         return self.images[index], int(self.targets[index])
 
+    def batch_tensors(self):
+        """The whole dataset as tensors for the batched data path (``avalanche_ext.data``)."""
+        from avalanche_ext.data.tensor_view import LeafTensors  # noqa: PLC0415
+
+        if not torch.is_tensor(self.images):
+            return None
+        return LeafTensors(images=self.images, targets=self.targets)
+
 
 class IndexedUnlabeledDataset(Dataset):
     """Inputs whose labels are withheld: yields ``(x, UNLABELED, index)``.
@@ -96,6 +104,15 @@ class IndexedUnlabeledDataset(Dataset):
 
     def __getitem__(self, index: int):
         return self._inputs[index], UNLABELED, index
+
+    def batch_tensors(self):
+        """The inputs alone (``targets=None``: items are ``(x, UNLABELED, index)``), for the batched
+        data path; nothing here holds a true label."""
+        from avalanche_ext.data.tensor_view import LeafTensors  # noqa: PLC0415
+
+        if not torch.is_tensor(self._inputs):
+            return None
+        return LeafTensors(images=self._inputs, targets=None)
 
 
 def make_dataset(

@@ -138,8 +138,12 @@ def test_load_from_loads_weights_only(tmp_path, cli):
         "cl_strategy.optimizer.momentum=0.0",
     )
     assert proc.returncode == 0, proc.stderr
-    # with a zero learning rate the loaded weights are what gets evaluated: the first experience's
-    # classes keep the accuracy the first run ended with
-    a = json.loads((tmp_path / "a" / "latest" / "results.json").read_text())
-    b = json.loads((tmp_path / "b" / "latest" / "results.json").read_text())
-    assert b["accuracy_matrix"][-1] == a["accuracy_matrix"][-1]
+    # with a zero learning rate the loaded weights are never changed: the second run ends with the
+    # first run's weights (BatchNorm's running statistics still move, so accuracies may differ)
+    a = load_checkpoint(ckpt)["model"]
+    b = load_checkpoint(tmp_path / "b" / "latest" / "checkpoints" / "latest.pth")["model"]
+    weights = [
+        k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    ]
+    assert len(weights) > 10 and all(torch.equal(a[k], b[k]) for k in weights)
+    assert not all(torch.equal(a[k], b[k]) for k in a), "BatchNorm statistics did move"

@@ -1,0 +1,112 @@
+"""The ``runtime`` config block: how an experiment runs (data path, memory layout, CUDA options),
+never what it computes. The runner adds the plugins it implies with one call.
+
+```python
+runtime = dict(
+    batched_data='auto',     # batched uint8 data path when the pipelines compile; False: per-sample
+    channels_last='auto',    # model + batches in channels_last (auto: models with 2-D convs)
+    data_on_device='auto',   # CUDA: keep the uint8 datasets on the GPU
+    amp='auto',              # CUDA autocast: 'auto' (bf16 where supported, else fp16 + GradScaler),
+                             # 'bf16', 'fp16', or False; never on the CPU
+    compile=False,           # torch.compile the backbone (in place: checkpoints keep their keys)
+    cudnn_benchmark='auto',  # torch.backends.cudnn.benchmark (auto: on for CUDA)
+)
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+from avalanche_ext.errors import ConfigError
+
+__all__ = ["RuntimeOptions", "parse_runtime", "runtime_plugins"]
+
+_AUTO_BOOL = ("auto", True, False)
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Validated ``runtime`` keys (see the module docstring).
+
+    Args:
+        batched_data: ``'auto'``/True (batched when possible) or False (always per-sample).
+        channels_last: ``'auto'``, True or False.
+        data_on_device: ``'auto'``, True or False (CUDA only).
+        amp: ``'auto'``, ``'bf16'``, ``'fp16'`` or False.
+        compile: ``torch.compile`` the backbone.
+        cudnn_benchmark: ``'auto'``, True or False.
+    """
+
+    batched_data: bool | str = "auto"
+    channels_last: bool | str = "auto"
+    data_on_device: bool | str = "auto"
+    amp: bool | str = "auto"
+    compile: bool = False
+    cudnn_benchmark: bool | str = "auto"
+
+
+_ALLOWED: dict[str, tuple[Any, ...]] = {
+    "batched_data": _AUTO_BOOL,
+    "channels_last": _AUTO_BOOL,
+    "data_on_device": _AUTO_BOOL,
+    "amp": ("auto", "bf16", "fp16", False),
+    "compile": (True, False),
+    "cudnn_benchmark": _AUTO_BOOL,
+}
+
+
+def parse_runtime(cfg: Any, key: str = "runtime") -> RuntimeOptions:
+    """Reads the ``runtime`` dict (missing keys take their defaults).
+
+    Raises:
+        ConfigError: an unknown key or a value outside its choices, naming ``runtime.<key>``.
+    """
+    block = cfg.get(key) if hasattr(cfg, "get") else None
+    if block is None:
+        return RuntimeOptions()
+    if not hasattr(block, "items"):
+        raise ConfigError(f"{key}: expected a dict, got {block!r}")
+    names = {f.name for f in fields(RuntimeOptions)}
+    values = {}
+    for name, value in block.items():
+        if name not in names:
+            raise ConfigError(f"{key}.{name}: unknown key; valid keys are {sorted(names)}")
+        allowed = _ALLOWED[name]
+        if not any(value is a or (isinstance(a, str) and value == a) for a in allowed):
+            raise ConfigError(f"{key}.{name}: expected one of {list(allowed)}, got {value!r}")
+        values[name] = value
+    return RuntimeOptions(**values)
+
+
+def runtime_plugins(
+    options: RuntimeOptions,
+    seed: int,
+    device: torch.device,
+    log: Callable[[str], None] | None = None,
+) -> list:
+    """The plugins the options imply, to put after the configured ones.
+
+    Args:
+        options: the parsed ``runtime`` block.
+        seed: the run seed (data order and augmentation derive from it).
+        device: the strategy's device.
+        log: receives one-line notes about the choices made.
+    """
+    from avalanche_ext.data.batched import BatchedDataPlugin  # noqa: PLC0415
+
+    plugins: list = []
+    if options.batched_data is not False:
+        plugins.append(
+            BatchedDataPlugin(
+                seed=seed,
+                channels_last=options.channels_last,
+                data_on_device=options.data_on_device,
+                log=log,
+            )
+        )
+    return plugins
