@@ -37,24 +37,29 @@ class NoveltyScorer:
         fn: the score function.
         needs_features: True for feature-space scores (they need ``KnownClassStats``).
         reference: the paper whose definition it follows.
+        transductive: the score of a sample depends on the other samples scored with it (it
+            clusters them); the gate then scores its held-out known samples in the same call.
     """
 
     fn: Callable[..., torch.Tensor]
     needs_features: bool
     reference: str
+    transductive: bool = False
 
 
 NOVELTY_SCORERS: dict[str, NoveltyScorer] = {}
 """Score name -> :class:`NoveltyScorer`."""
 
 
-def register_novelty_score(name: str, needs_features: bool, reference: str):
+def register_novelty_score(
+    name: str, needs_features: bool, reference: str, transductive: bool = False
+):
     """Decorator registering ``fn`` under ``name`` in :data:`NOVELTY_SCORERS`."""
 
     def wrap(fn):
         if name in NOVELTY_SCORERS:
             raise KeyError(f"novelty score {name!r} is already registered")
-        NOVELTY_SCORERS[name] = NoveltyScorer(fn, needs_features, reference)
+        NOVELTY_SCORERS[name] = NoveltyScorer(fn, needs_features, reference, transductive)
         return fn
 
     return wrap
@@ -121,6 +126,36 @@ def mahalanobis_score(logits, features, stats: KnownClassStats, temperature=1.0)
     # (f - mu)^T P (f - mu) = fPf - 2 fPmu + muPmu, for every class at once.
     quad = (fp * f).sum(1, keepdim=True) - 2 * fp @ mu.T + ((mu @ stats.precision) * mu).sum(1)
     return quad.amin(1)
+
+
+@register_novelty_score(
+    "kmeans_margin",
+    needs_features=True,
+    reference=(
+        "semi-supervised k-means (GCD, Vaze et al. CVPR 2022) over the scored samples with the known "
+        "prototypes fixed: distance to the nearest known prototype minus distance to the nearest "
+        "novel centre"
+    ),
+    transductive=True,
+)
+def kmeans_margin_score(
+    logits, features, stats: KnownClassStats, temperature=1.0, k: int = 20, seed: int = 0
+):
+    """How much closer a sample is to a novel centre than to any known class (transductive).
+
+    ``k`` free centres are fitted with the known prototypes held fixed (L2-normalised features),
+    so the novel samples' own density defines the novel centres; a weak classifier's logits are
+    not needed.
+    """
+    from avalanche_ext.clustering import semi_supervised_kmeans  # noqa: PLC0415
+
+    x = F.normalize(features.float(), dim=1)
+    protos = F.normalize(stats.prototypes[stats.counts > 0].float(), dim=1)
+    k = max(1, min(int(k), x.shape[0]))
+    _, novel = semi_supervised_kmeans(x.numpy(), protos.numpy(), k, seed=seed, n_init=2)
+    d_known = torch.cdist(x, protos).amin(1)
+    d_novel = torch.cdist(x, torch.from_numpy(novel)).amin(1)
+    return d_known - d_novel
 
 
 def score_samples(

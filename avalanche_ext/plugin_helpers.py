@@ -116,11 +116,13 @@ def iter_outputs(
     dataset: Any,
     device: torch.device | str = "cpu",
     batch_size: int = 256,
+    flip: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
     """Eval-mode forward passes over ``dataset`` (in its current transform group), in order.
 
     Items ``(x, y, sample_index, t)`` give their own sample index; ``(x, y, t)`` items are numbered
-    by position.
+    by position. With ``flip`` the logits and features are the mean over the image and its
+    horizontal mirror (test-time augmentation: less noisy features for scoring and clustering).
 
     Yields:
         ``(sample_indices [B], targets [B], logits [B, C], features [B, D] | None)`` on the CPU.
@@ -130,6 +132,11 @@ def iter_outputs(
             logits = model(x).float().cpu().clone()
             feats = getattr(model, "last_features", None)
             feats = None if feats is None else feats.detach().float().cpu().clone()
+            if flip:
+                logits = (logits + model(x.flip(-1)).float().cpu()) / 2
+                mirrored = getattr(model, "last_features", None)
+                if feats is not None and mirrored is not None:
+                    feats = (feats + mirrored.detach().float().cpu()) / 2
             yield indices, y, logits, feats
 
 
@@ -138,9 +145,10 @@ def dataset_outputs(
     dataset: Any,
     device: torch.device | str = "cpu",
     batch_size: int = 256,
+    flip: bool = False,
 ) -> dict[str, torch.Tensor | None]:
     """All of :func:`iter_outputs` concatenated: ``indices``, ``targets``, ``logits``, ``features``."""
-    parts = list(iter_outputs(model, dataset, device, batch_size))
+    parts = list(iter_outputs(model, dataset, device, batch_size, flip))
     if not parts:
         empty = torch.empty(0)
         return {"indices": empty.long(), "targets": empty.long(), "logits": empty, "features": None}

@@ -129,6 +129,8 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
         known_stats (bool): compute the known classes' feature statistics after labeled
             experiences (always on for feature scores).
         bank_size (int): features kept for the k-NN score.
+        tta_flip (bool): logits and features are the mean over each image and its mirror
+            (test-time augmentation for every pass of the gate: statistics, calibration, scoring).
         batch_size (int | None): scoring batch size (None: the strategy's ``eval_mb_size``).
         seed (int | None): seed of the hold-out draw and the k-NN bank (None: the run's seed).
     """
@@ -148,6 +150,7 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
         keep_features: bool = True,
         known_stats: bool = True,
         bank_size: int = 10_000,
+        tta_flip: bool = False,
         batch_size: int | None = None,
         seed: int | None = None,
     ) -> None:
@@ -184,6 +187,8 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
         self.needs_features = NOVELTY_SCORERS[score].needs_features
         self.known_stats = bool(known_stats) or self.needs_features
         self.bank_size = int(bank_size)
+        self.tta_flip = bool(tta_flip)
+        self.transductive = NOVELTY_SCORERS[score].transductive
         self.batch_size = batch_size
         self.seed = 0 if seed is None else int(seed)
         self.calibrated_threshold: float | None = None
@@ -260,7 +265,7 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
         device, batch = strategy.device, self._batch_size(strategy)
         if self.known_stats:
             trained = strategy.adapted_dataset.eval()
-            out = dataset_outputs(strategy.model, trained, device, batch)
+            out = dataset_outputs(strategy.model, trained, device, batch, self.tta_flip)
             state.known_stats = known_class_stats(
                 out["features"],
                 out["targets"],
@@ -279,18 +284,19 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
             state.calibration_labels = (
                 out["targets"] if old_labels is None else torch.cat([old_labels, out["targets"]])
             )
-        if self.calibrated and state.calibration_images is not None:
-            scores = self._scores_of_images(strategy, state.calibration_images)
+        if self.calibrated and state.calibration_images is not None and not self.transductive:
+            out = self._outputs_of_images(strategy, state.calibration_images)
+            scores = self.score_outputs(state, out["logits"], out["features"])
             self.calibrated_threshold = calibrate_threshold(scores, self.target_known_recall)
 
-    def _scores_of_images(self, strategy: Any, images: torch.Tensor) -> torch.Tensor:
-        out = dataset_outputs(
+    def _outputs_of_images(self, strategy: Any, images: torch.Tensor) -> dict[str, Any]:
+        return dataset_outputs(
             strategy.model,
             torch.utils.data.TensorDataset(images, torch.zeros(len(images), dtype=torch.long)),
             strategy.device,
             self._batch_size(strategy),
+            self.tta_flip,
         )
-        return self.score_outputs(discovery_state(strategy), out["logits"], out["features"])
 
     # ---------------------------------------------------------------- phases
     def _hold_out(self, strategy: Any) -> None:
@@ -322,14 +328,21 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
                 f"ConfidenceGatedPoolPlugin: score {self.score!r} needs the known classes' "
                 "feature statistics, computed after a labeled experience trained with this plugin"
             )
-        threshold = self.current_threshold()
         out = dataset_outputs(
-            strategy.model, experience.dataset.eval(), strategy.device, self._batch_size(strategy)
+            strategy.model,
+            experience.dataset.eval(),
+            strategy.device,
+            self._batch_size(strategy),
+            self.tta_flip,
         )
         order = torch.argsort(out["indices"])
         features = out["features"][order] if out["features"] is not None else None
         scores = torch.full((size,), float("nan"))
-        scores[out["indices"]] = self.score_outputs(state, out["logits"], out["features"])
+        if self.transductive and self.calibrated:
+            scores[out["indices"]] = self._transductive_scores(strategy, state, out)
+        else:
+            scores[out["indices"]] = self.score_outputs(state, out["logits"], out["features"])
+        threshold = self.current_threshold()
         kept, candidates, topped_up, triggered, reason = fill_pool(
             scores, threshold, self.capacity, self.eviction, self.trigger_size, self.min_fill
         )
@@ -355,6 +368,29 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
             # The dataloader stays non-empty (schedulers need a length); no epoch runs.
             warnings.warn(f"ConfidenceGatedPoolPlugin: {reason}", stacklevel=2)
             self._skip_training = True
+
+    def _transductive_scores(self, strategy: Any, state: Any, out: dict[str, Any]) -> torch.Tensor:
+        """A score that clusters the samples it scores sees the held-out known images WITH the
+        experience's samples (one call), and the threshold is calibrated on their scores."""
+        if state.calibration_images is None:
+            raise RuntimeError(
+                f"ConfidenceGatedPoolPlugin: score {self.score!r} with threshold='calibrated' needs "
+                "held-out known images (a labeled experience trained with this plugin)"
+            )
+        cal = self._outputs_of_images(strategy, state.calibration_images)
+        n = cal["logits"].shape[0]
+        scores = self.score_outputs(
+            state,
+            torch.cat(
+                [
+                    cal["logits"][:, : state.num_known_classes],
+                    out["logits"][:, : state.num_known_classes],
+                ]
+            ),
+            torch.cat([cal["features"], out["features"]]),
+        )
+        self.calibrated_threshold = calibrate_threshold(scores[:n], self.target_known_recall)
+        return scores[n:]
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

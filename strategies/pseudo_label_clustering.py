@@ -79,6 +79,10 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
         k_range (tuple[int, int]): inclusive range of ``k`` for the estimate.
         known_centres (bool): semi-supervised k-means with the known prototypes fixed (needs the
             gate's ``known_stats``).
+        cluster_on (str): ``'pool'`` clusters the pooled samples (the others are assigned to the
+            nearest cluster); ``'all'`` clusters every sample of the discovery experience (the
+            gate still decides who is trained on: only pooled samples get pseudo-labels). On
+            weak features the whole experience gives better clusters than a biased pool.
         backend (str): k-means backend of the unsupervised mode: ``'auto'``, ``'faiss'``,
             ``'sklearn'``.
         l2_normalize (bool): L2-normalise features (and prototypes) before clustering.
@@ -101,6 +105,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
         num_clusters: int | None = None,
         k_range: tuple[int, int] | list[int] = (2, 30),
         known_centres: bool = False,
+        cluster_on: str = "pool",
         backend: str = "auto",
         l2_normalize: bool = True,
         pca_dim: int | None = None,
@@ -126,7 +131,10 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
             raise ValueError(f"recluster_every must be >= 0, got {recluster_every}")
         self.num_clusters = num_clusters
         self.k_range = (low, high)
+        if cluster_on not in ("pool", "all"):
+            raise ValueError(f"cluster_on must be 'pool' or 'all', got {cluster_on!r}")
         self.known_centres = bool(known_centres)
+        self.cluster_on = cluster_on
         self.backend = backend
         self.l2_normalize = bool(l2_normalize)
         self.pca_dim = pca_dim
@@ -237,16 +245,32 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
                 stacklevel=2,
             )
         self.num_known_before = int(state.num_known_classes)
+        every = self.cluster_on == "all"
+        if every and pool.all_features is None:
+            raise RuntimeError(
+                "PseudoLabelClusteringPlugin(cluster_on='all') needs every sample's features "
+                "(the gate's keep_features=True)"
+            )
+        feats = pool.all_features if every else pool.features
         if self.known_centres:
-            labels, centroids, k = self._semi_supervised(state, pool.features, pool.all_features)
+            labels, centroids, k = self._semi_supervised(state, feats, None)
             self.soft_labels = None
         else:
-            labels, centroids, k = self._unsupervised(pool.features, self.num_clusters)
+            labels, centroids, k = self._unsupervised(feats, self.num_clusters)
+        if every:
+            all_labels = labels
+            labels = all_labels[pool.indices]
+            if self.soft_labels is not None:
+                self.soft_labels = self.soft_labels[pool.indices]
         self.k, self.cluster_ids, self.pool_indices = k, labels, pool.indices.clone()
         self._active, self._epoch = True, 0
         size = len(strategy.experience.dataset)
         self._publish(strategy, size)
-        if pool.all_features is not None:
+        if every:
+            state.cluster_of_all = torch.where(
+                all_labels >= 0, all_labels + self.num_known_before, torch.full_like(all_labels, -1)
+            )
+        elif pool.all_features is not None:
             nearest = self._assign_all(pool.all_features, centroids)
             if nearest is not None:
                 state.cluster_of_all = nearest + self.num_known_before

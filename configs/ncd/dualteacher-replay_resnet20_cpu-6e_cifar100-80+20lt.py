@@ -4,8 +4,9 @@
 # 15 minutes on the slower 2-core machine kind. Measured numbers: benchmarks/RESULTS.md.
 #
 # Base phase (6 epochs): CIFAR ResNet-20, one-cycle SGD, label smoothing, batch 128.
-# Discovery: max-logit gate calibrated on held-out known images -> pool -> semi-supervised k-means
-# (known prototypes fixed, k = 20) -> new rows set from the clusters -> dual-teacher update of the
+# Discovery: transductive gate (semi-supervised k-means margin, calibrated on held-out known images)
+# -> pool; k-means (k = 20) of every discovery sample -> pseudo-labels of the pooled ones -> new
+# rows set from the clusters -> dual-teacher update of the
 # head (old-logit distillation + old-class feature replay), backbone frozen -> old-vs-new offset
 # calibrated on the held-out known images.
 _base_ = [
@@ -28,7 +29,9 @@ cl_strategy = dict(
     plugins=[
         dict(
             type='ConfidenceGatedPoolPlugin',
-            score='max_logit',
+            score='kmeans_margin',  # known prototypes fixed + 20 free centres over the experience
+            score_kwargs=dict(k=20),
+            tta_flip=True,
             threshold='calibrated',  # on 5 % of the base images, held out (never trained on)
             target_known_recall=0.9,
             calibration_fraction=0.05,
@@ -39,7 +42,10 @@ cl_strategy = dict(
         dict(
             type='PseudoLabelClusteringPlugin',
             num_clusters=20,
-            known_centres=True,
+            cluster_on='all',  # every discovery sample; only pooled ones are trained on
+            known_centres=False,
+            pca_dim=32,
+            balanced=False,
             n_init=3,
             init_new_rows=True,
         ),
