@@ -90,7 +90,7 @@ def _fit(
                 grad_mask()
             optimizer.step()
             schedule.step()
-            total, seen = total + float(loss) * len(idx), seen + len(idx)
+            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
         history.append(total / max(seen, 1))
     return history
 

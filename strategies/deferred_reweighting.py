@@ -1,6 +1,7 @@
 """Deferred re-weighting (DRW, Cao et al. 2019): class-balanced loss weights from epoch E on.
 
-Pairs with ``LDAMLoss`` (LDAM-DRW) or any loss with ``set_class_weight`` / ``class_weight``.
+Pairs with ``LDAMLoss`` (LDAM-DRW), ``ReducedFocalLoss`` or mmpretrain's ``CrossEntropyLoss``
+(``class_weight``); a loss that would ignore the weights is refused.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ class DRWPlugin(SupervisedPlugin):
 
 
 def _set_weight(criterion, weights) -> None:
-    if callable(getattr(criterion, "set_class_weight", None)):
+    if getattr(criterion, "accepts_class_weight", False):
         criterion.set_class_weight(weights)
-    elif hasattr(criterion, "class_weight"):  # mmpretrain's CrossEntropyLoss
+    elif hasattr(criterion, "class_weight") and not hasattr(criterion, "accepts_class_weight"):
+        # mmpretrain's CrossEntropyLoss (a list of floats)
         criterion.class_weight = None if weights is None else weights.tolist()
     else:
         raise ConfigError(

@@ -250,6 +250,7 @@ class ClassCountsMixin:
 
     class_counts: torch.Tensor | None = None
     class_weight: torch.Tensor | None = None
+    accepts_class_weight = False  # True where forward uses ``class_weight`` (DRW checks it)
 
     def set_class_counts(self, counts: Counts) -> None:
         self.class_counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
@@ -318,6 +319,8 @@ class LDAMLoss(ClassCountsMixin, nn.Module):
         loss_weight: multiplies the loss.
     """
 
+    accepts_class_weight = True
+
     def __init__(self, max_margin: float = 0.5, scale: float = 1.0, loss_weight: float = 1.0):
         super().__init__()
         self.max_margin = max_margin
@@ -355,6 +358,8 @@ class ReducedFocalLoss(ClassCountsMixin, nn.Module):
             tried 0.25-0.5).
         loss_weight: multiplies the loss.
     """
+
+    accepts_class_weight = True
 
     def __init__(self, gamma: float = 2.0, threshold: float = 0.5, loss_weight: float = 1.0):
         super().__init__()

@@ -37,18 +37,22 @@ def test_both_spellings_build_the_same_split():
     assert torch.equal(xa, xb)
 
 
+def _fingerprints(images: torch.Tensor) -> list[bytes]:
+    """256 fixed random pixels of each image as bytes: equal images, equal prints (exact)."""
+    pixels = torch.randperm(images[0].numel(), generator=torch.Generator().manual_seed(0))[:256]
+    return [row.numpy().tobytes() for row in images.flatten(1)[:, pixels]]
+
+
+@pytest.mark.slow
 def test_no_image_is_drawn_twice_and_labels_are_right():
     s = cifar100_lt(imbalance_ratio=10)
     cifar = load_cifar100()
     ds = s.benchmark.train_stream[0].dataset
-    # The dataset's uint8 images (no transform): every one is a distinct CIFAR training image.
-    sample = range(0, len(ds), 7)
-    keys = [ds[i][0].numpy().tobytes() for i in sample]
-    assert len(set(keys)) == len(keys)
-    lookup = {
-        img.numpy().tobytes(): int(y) for img, y in zip(cifar.train_images, cifar.train_labels)
-    }
-    assert all(lookup[k] == int(ds[i][1]) for k, i in zip(keys, sample))
+    sample = list(range(0, len(ds), 10))
+    prints = _fingerprints(torch.stack([ds[i][0] for i in sample]))
+    assert len(set(prints)) == len(sample)  # distinct images (no replacement)
+    label_of = dict(zip(_fingerprints(cifar.train_images), cifar.train_labels.tolist()))
+    assert [label_of[p] for p in prints] == [int(ds[i][1]) for i in sample]
 
 
 def test_balanced_test_set():
@@ -93,3 +97,21 @@ def test_random_tail_order_is_seeded_and_separate_from_arrival():
 def test_errors_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=f"scenario.{key}"):
         cifar100_lt(test_subset=1, **kwargs)
+
+
+def test_known_novel_scenario_accepts_both_spellings_too():
+    from scenarios.cifar100_known_novel import plan_known_novel  # noqa: PLC0415
+
+    cifar = load_cifar100()
+    args = dict(imbalance_type="exp", old_fraction=0.0)
+    papers = plan_known_novel(
+        cifar.train_labels, cifar.test_labels, 100, imbalance_ratio=100, **args
+    )
+    documents = plan_known_novel(
+        cifar.train_labels, cifar.test_labels, 100, imbalance_ratio=0.01, **args
+    )
+    assert papers.train_class_counts == documents.train_class_counts
+    assert torch.equal(papers.base_indices, documents.base_indices)
+    # the 80 known classes follow the shared exponential profile (500 -> 5)
+    assert sorted(papers.train_class_counts[:80], reverse=True)[0] == 500
+    assert min(papers.train_class_counts[:80]) == 5
