@@ -23,7 +23,9 @@ class ResamplingPlugin(SupervisedPlugin):
     Each epoch draws as many samples as the experience has (with replacement), so the number of
     iterations, and any ``'auto'`` schedule length, stays that of the plain loader. Before
     ``start_epoch`` the ordinary shuffled loader is kept: ``start_epoch > 0`` is deferred
-    re-sampling (DRS, Cao et al. 2019).
+    re-sampling (DRS, Cao et al. 2019). The loader is rebuilt over ``strategy.adapted_dataset``,
+    so do not combine it with plugins that replace the loader themselves (Avalanche's
+    ``ReplayPlugin``): the last one to set ``strategy.dataloader`` wins.
 
     Args:
         mode: ``'class_balanced'`` (every class equally likely), ``'square_root'``

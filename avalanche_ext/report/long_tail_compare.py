@@ -82,7 +82,7 @@ def plot_per_class_comparison(
     """
     order = head_to_tail_order(train_counts)
     n, runs = len(order), len(per_class)
-    fig = Figure(figsize=(max(8.0, 0.12 * n * max(runs, 1) + 2), 4.2))
+    fig = Figure(figsize=(min(18.0, max(8.0, 0.05 * n * max(runs, 1) + 2)), 4.2))
     ax = fig.subplots()
     width = 0.8 / max(runs, 1)
     x = np.arange(n)
