@@ -82,7 +82,8 @@ def _fit(
     history = []
     for _ in range(epochs):
         total, seen = 0.0, 0
-        for idx in balanced_feature_batches(labels, batch_size, generator):
+        for idx in balanced_feature_batches(labels.cpu(), batch_size, generator):
+            idx = idx.to(features.device)
             loss = F.cross_entropy(logits_fn(features[idx]), labels[idx])
             optimizer.zero_grad()
             loss.backward()
