@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from avalanche.training.plugins import EvaluationPlugin
 
+from avalanche_ext.class_counts import ClassCountPlugin, needs_class_counts
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.models import MMClassifier
 from avalanche_ext.registry import (
@@ -216,6 +217,8 @@ def build_strategy(
         plugins.append(ExperienceLRScheduler(cfg["scheduler"]))
     if callable(getattr(criterion, "set_epoch", None)):
         plugins.append(LossEpochUpdater())
+    if needs_class_counts(criterion, plugins):  # first, so every other plugin can read the counts
+        plugins.insert(0, ClassCountPlugin())
     args = {k: v for k, v in cfg.items() if k not in _STRATEGY_OWN_KEYS}
     if isinstance(args.get("train_epochs"), (list, tuple)):
         args["train_epochs"] = int(args["train_epochs"][0])  # the runner sets it per experience

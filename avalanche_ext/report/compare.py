@@ -14,6 +14,7 @@ from avalanche_ext.errors import ConfigError
 from avalanche_ext.metrics.streaming import seen_accuracy_curve
 from avalanche_ext.report import plots
 from avalanche_ext.report._document import Document, format_percent, format_value
+from avalanche_ext.report.long_tail_compare import add_long_tail_sections
 from avalanche_ext.report.summarize import summarize
 
 __all__ = ["resolve_run_dir", "load_results", "comparison_rows", "compare_runs", "CURVE_DEFINITION"]
@@ -170,8 +171,10 @@ def compare_runs(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) 
 
     Returns:
         dict[str, Any]: ``columns`` (keys shown), ``rows`` (see :func:`comparison_rows`) and
-        ``artifacts`` (``comparison_md``, ``comparison_html``, ``accuracy_curves_png``, relative
-        to ``out_dir``).
+        ``artifacts`` (``comparison_md``, ``comparison_html``, ``accuracy_curves_png``, and for
+        runs with class counts ``per_class_comparison_png``, relative to ``out_dir``). Runs with
+        a long-tail block also get the long-tail table and the head-to-tail per-class bars
+        (:mod:`avalanche_ext.report.long_tail_compare`).
 
     Raises:
         ConfigError: when a run cannot be found or read.
@@ -207,6 +210,8 @@ def compare_runs(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) 
         doc.section("Accuracy over the stream").text(f"Curves: {CURVE_DEFINITION}.").image(
             "accuracy_curves.png", "accuracy curves"
         )
+    summarized = [summarize(dict(results)) for _, results in runs]
+    artifacts.update(add_long_tail_sections(doc, [row["name"] for row in rows], summarized, out))
     runs_section = doc.section("Runs")
     runs_section.table(["run", "folder"], [[row["name"], row["run_dir"]] for row in rows])
     (out / "comparison.md").write_text(doc.to_markdown(), encoding="utf-8")

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 import avalanche_ext  # noqa: F401  (import fixes first)
-from avalanche_ext.datasets.long_tail import IMBALANCE_PROFILES, long_tail_counts
+from avalanche_ext.datasets.long_tail import (
+    IMBALANCE_PROFILES,
+    long_tail_counts,
+    normalize_imbalance_ratio,
+    register_imbalance_profile,
+)
 from avalanche_ext.errors import ConfigError
 
 
@@ -54,7 +59,8 @@ def test_single_class():
     [
         (dict(imbalance_type="linear"), "imbalance_type"),
         (dict(imbalance_ratio=0.0), "imbalance_ratio"),
-        (dict(imbalance_ratio=2.0), "imbalance_ratio"),
+        (dict(imbalance_ratio=-100), "imbalance_ratio"),
+        (dict(imbalance_ratio="100"), "imbalance_ratio"),
         (dict(step_fraction=1.5), "step_fraction"),
     ],
 )
@@ -63,3 +69,31 @@ def test_errors_name_the_key(kwargs, key):
     args.update(kwargs)
     with pytest.raises(ConfigError, match=f"scenario.{key}"):
         long_tail_counts(**args)
+
+
+@pytest.mark.parametrize("papers, documents", [(100, 0.01), (50, 0.02), (10, 0.1), (2, 0.5)])
+def test_both_spellings_of_the_ratio_are_the_same_tail(papers, documents):
+    for profile in ("exp", "step"):
+        assert long_tail_counts(100, 500, profile, papers) == long_tail_counts(
+            100, 500, profile, documents
+        )
+    assert normalize_imbalance_ratio(papers) == pytest.approx(documents)
+
+
+@pytest.mark.parametrize("rho, total", [(100, 10847), (50, 12608), (10, 19573)])
+def test_papers_spelling_gives_the_published_totals(rho, total):
+    assert sum(long_tail_counts(100, 500, "exp", rho)) == total
+
+
+def test_a_registered_profile_is_usable_by_name():
+    @register_imbalance_profile("_test_linear")
+    def linear(num_classes, n_max, ratio, step_fraction):
+        return [
+            round(n_max - (n_max - n_max * ratio) * c / (num_classes - 1))
+            for c in range(num_classes)
+        ]
+
+    try:
+        assert long_tail_counts(3, 100, "_test_linear", 10) == [100, 55, 10]
+    finally:
+        IMBALANCE_PROFILES.pop("_test_linear")

@@ -1,0 +1,3 @@
+# Logit-adjusted cross-entropy, tau 1 (Menon et al. 2021). (200-epoch paper recipe)
+_base_ = ['./ce_resnet32_200e_cifar100-lt-r100.py']
+cl_strategy = dict(loss=dict(_delete_=True, type='LogitAdjustedLoss', tau=1.0))

@@ -1,0 +1,3 @@
+# Cross-entropy training, post-hoc logit adjustment at evaluation (tau 1, Menon et al. 2021).
+_base_ = ['./ce_resnet32_cpu_cifar100-lt-r100.py']
+cl_strategy = dict(plugins=[dict(type='PosthocLogitAdjustmentPlugin', tau=1.0)])

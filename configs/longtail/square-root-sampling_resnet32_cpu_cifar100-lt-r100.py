@@ -1,0 +1,3 @@
+# Square-root re-sampling (p_c proportional to sqrt(n_c), Mahajan et al. 2018).
+_base_ = ['./ce_resnet32_cpu_cifar100-lt-r100.py']
+cl_strategy = dict(plugins=[dict(type='ResamplingPlugin', mode='square_root')])
