@@ -263,11 +263,28 @@ class DualTeacherDistillationPlugin(SupervisedPlugin):
             self._original_groups = split_param_groups(
                 strategy.optimizer, strategy.model, self.backbone_lr_mult, self.head_lr_mult
             )
+        self._count_pseudo_labels(strategy, state)
         if state.pseudo_soft_labels is not None and self.alpha_new > 0:
             rows = torch.arange(len(state.pool.indices))
             self._soft_rows = lookup_table(
                 state.pool.indices, rows, len(strategy.experience.dataset)
             )
+
+    @staticmethod
+    def _count_pseudo_labels(strategy: Any, state: Any) -> None:
+        """A count-aware loss (logit adjustment, balanced softmax...) gets the pseudo-labels' counts
+        for the new classes: the experience's own targets are all unlabeled, so the automatic
+        class counts know only the old classes."""
+        setter = getattr(getattr(strategy, "_criterion", None), "set_class_counts", None)
+        old = getattr(strategy, "class_counts", None)
+        if not callable(setter) or old is None or state.pseudo_labels is None:
+            return
+        labels = state.pseudo_labels[state.pseudo_labels >= 0]
+        width = strategy.model.num_classes
+        counts = torch.bincount(labels, minlength=width)[:width].clone()
+        old = torch.as_tensor(old).long().flatten()[: state.num_known_classes]
+        counts[: old.numel()] = old
+        setter(counts)
 
     # ---------------------------------------------------------------- two-stage schedule
     def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:

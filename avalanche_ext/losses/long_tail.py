@@ -97,6 +97,7 @@ def logit_adjusted_loss(
     counts: Counts,
     tau: float = 1.0,
     reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Logit-adjusted cross-entropy (Menon et al., ICLR 2021): ``CE(z + tau * log(pi), y)``.
 
@@ -106,8 +107,14 @@ def logit_adjusted_loss(
         counts: training images per class (the prior ``pi``).
         tau: adjustment strength; 0 is plain cross-entropy.
         reduction: ``'mean'``, ``'sum'`` or ``'none'``.
+        label_smoothing: torch's label smoothing of the target (0: none).
     """
-    return F.cross_entropy(logits + tau * _log_prior(counts, logits), target, reduction=reduction)
+    return F.cross_entropy(
+        logits + tau * _log_prior(counts, logits),
+        target,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
 
 
 def balanced_softmax_loss(
@@ -294,17 +301,21 @@ class LogitAdjustedLoss(ClassCountsMixin, nn.Module):
 
     Args:
         tau: adjustment strength (1.0 in the paper; 0 is plain cross-entropy).
+        label_smoothing: label smoothing of the target (0: none).
         loss_weight: multiplies the loss.
     """
 
-    def __init__(self, tau: float = 1.0, loss_weight: float = 1.0):
+    def __init__(self, tau: float = 1.0, label_smoothing: float = 0.0, loss_weight: float = 1.0):
         super().__init__()
         self.tau = tau
+        self.label_smoothing = float(label_smoothing)
         self.loss_weight = loss_weight
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         counts = self._require_counts()
-        return self.loss_weight * logit_adjusted_loss(logits, target, counts, self.tau)
+        return self.loss_weight * logit_adjusted_loss(
+            logits, target, counts, self.tau, label_smoothing=self.label_smoothing
+        )
 
 
 @LOSSES.register_module()
