@@ -11,8 +11,10 @@ from avalanche.core import SupervisedPlugin
 __all__ = ["PredictionRecorder"]
 
 
-class PredictionRecorder(SupervisedPlugin):
-    """Keeps ``(targets, predictions)`` per (stream name, experience index) of the last evaluation."""
+class PredictionRecorder(SupervisedPlugin, supports_distributed=True):
+    """Keeps ``(targets, predictions)`` per (stream name, experience index) of the last evaluation.
+
+    In a distributed run it sees the minibatches ``DistributedPlugin`` gathered over ranks."""
 
     def __init__(self):
         super().__init__()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from avalanche_ext import builders
+from avalanche_ext import builders, distributed
 from avalanche_ext.checkpoint import (
     capture_state,
     get_rng_state,
@@ -340,7 +340,8 @@ def run(
     """
     say = progress or (lambda _msg: None)
     t_start = time.time()
-    exp = Experiment(cfg, device=device, seed=seed)
+    with distributed.main_first():  # rank 0 unpacks data and fills caches first
+        exp = Experiment(cfg, device=device, seed=seed)
     if dry_run:
         return exp.describe()
 
@@ -348,17 +349,21 @@ def run(
     work = Path(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
     checkpoint = None
     if resume:
-        ckpt_path = find_resume_checkpoint(None if resume is True else resume, work)
-        checkpoint = load_checkpoint(ckpt_path, key="--resume")
+        ckpt_path = distributed.run_on_main(
+            find_resume_checkpoint, None if resume is True else resume, work
+        )
+        checkpoint = distributed.load_on_every_rank(
+            ckpt_path, lambda p: load_checkpoint(p, key="--resume")
+        )
         if checkpoint.get("format") is None:
             raise ConfigError(f"--resume: {ckpt_path} is not an avalanche-ext checkpoint")
         run_dir = ckpt_path.parent.parent
     else:
-        run_dir = make_run_dir(work)
+        run_dir = distributed.run_on_main(make_run_dir, work)  # rank 0 alone writes
     try:
         return _train(exp, cfg, run_dir, checkpoint, config_path, say, t_start)
     except BaseException:
-        if checkpoint is None and not any(run_dir.iterdir()):
+        if distributed.is_main() and checkpoint is None and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
 
@@ -373,11 +378,13 @@ def _train(
     t_start: float,
 ) -> dict[str, Any]:
     scenario = exp.scenario
-    if checkpoint is None:
+    if checkpoint is None and distributed.is_main():
         cfg.dump(str(run_dir / "config.py"))
     if cfg.get("load_from"):
         load_weights(exp.model, cfg.load_from)
-    loggers = builders.build_loggers(cfg.get("loggers"), str(run_dir))
+    loggers = (
+        builders.build_loggers(cfg.get("loggers"), str(run_dir)) if distributed.is_main() else []
+    )
     evaluator = builders.build_evaluator(cfg.get("metrics"), loggers, scenario)
     recorder = PredictionRecorder()
     strategy = builders.build_strategy(
@@ -386,6 +393,7 @@ def _train(
     # Facts the plugins read through the strategy (docs/contracts.md).
     strategy.num_known_classes = scenario.initial_num_classes or scenario.num_classes
     strategy.scenario_info = scenario.info
+    distributed.attach(strategy, exp.seed, cfg.get("model_wrapper_cfg"))  # DDP; no-op in 1 process
 
     bench = scenario.benchmark
     train_stream = list(bench.train_stream)
@@ -396,6 +404,7 @@ def _train(
         "run_dir": str(run_dir),
         "seed": exp.seed,
         "device": str(exp.device),
+        "distributed": distributed.describe(),
         "versions": versions(),
         "scenario": {
             "type": exp.scenario_type,
@@ -457,7 +466,7 @@ def _train(
         results["_pca_prev"] = per_class_accuracy(y, p, scenario.num_classes)
         if i in scenario.hidden_labels:
             discovery_log.append(_discovery_training_facts(strategy, scenario, i))
-        if interval and ((i + 1) % interval == 0 or is_last):
+        if interval and ((i + 1) % interval == 0 or is_last) and distributed.is_main():
             _save(run_dir, i + 1, exp, strategy, evaluator, results)
         say(
             f"experience {i + 1}/{len(train_stream)} done in {train_time:.1f}s; "
@@ -471,7 +480,8 @@ def _train(
     for logger in strategy.evaluator.loggers:
         if hasattr(logger, "close"):
             logger.close()
-    _point_latest(run_dir)
+    if distributed.is_main():
+        _point_latest(run_dir)
     say(f"results: {run_dir / 'results.json'}")
     return results
 
@@ -634,6 +644,8 @@ def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_di
     summarize(results)
     results["artifacts"] = {}
     results = to_jsonable(results)
+    if not distributed.is_main():  # rank 0 alone writes
+        return results
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
     artifacts = write_report(results, str(run_dir))
     results["artifacts"] = artifacts
