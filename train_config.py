@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     try:
+        device = distributed.init_distributed(args.launcher, args.device)
         from avalanche_ext.config import load_config  # noqa: PLC0415
         from avalanche_ext.runner import run  # noqa: PLC0415
 
-        device = distributed.init_distributed(args.launcher, args.device)
         cfg = load_config(args.config, args.cfg_options)
         result = run(
             cfg,

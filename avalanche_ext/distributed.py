@@ -68,6 +68,7 @@ __all__ = [
     "teardown",
     "unwrap_model",
     "world_size",
+    "wrapper_kwargs",
 ]
 
 LAUNCHERS = ("none", "pytorch")
@@ -615,26 +616,24 @@ class DistributedPlugin(SupervisedPlugin, supports_distributed=True):
             )
 
 
-def attach(
-    strategy: Any, seed: int = 0, wrapper_cfg: dict | None = None
-) -> DistributedPlugin | None:
-    """Attaches a :class:`DistributedPlugin` to ``strategy`` when running distributed.
+def wrapper_kwargs(wrapper_cfg: dict | None) -> dict[str, Any]:
+    """The ``DistributedDataParallel`` arguments of the config's ``model_wrapper_cfg`` (mmengine's
+    key), checked while the experiment is built (before anything is written, in one process too).
 
     Args:
-        strategy: the built strategy.
-        seed: the run's seed.
-        wrapper_cfg: the config's ``model_wrapper_cfg`` (mmengine's key): keyword arguments of
-            ``DistributedDataParallel`` (``find_unused_parameters``, ``bucket_cap_mb``,
-            ``gradient_as_bucket_view``, ``static_graph``, ...); ``type`` may only be
-            ``'DistributedDataParallel'``.
-
-    Returns:
-        The plugin, or None in a one-process run (nothing is attached).
+        wrapper_cfg: ``dict(type='DistributedDataParallel', find_unused_parameters=True, ...)``:
+            keyword arguments of this torch version's ``DistributedDataParallel`` but the module,
+            devices and process group (``find_unused_parameters``, ``bucket_cap_mb``,
+            ``gradient_as_bucket_view``, ``static_graph``, ...); None: DDP's defaults.
 
     Raises:
-        ConfigError: an unknown ``model_wrapper_cfg`` key or type.
+        ConfigError: not a dict, another ``type``, or an unknown key.
     """
-    cfg = dict(wrapper_cfg or {})
+    if wrapper_cfg is None:
+        return {}
+    if not hasattr(wrapper_cfg, "items"):
+        raise ConfigError(f"model_wrapper_cfg: expected a dict, got {wrapper_cfg!r}")
+    cfg = dict(wrapper_cfg)
     kind = cfg.pop("type", "DistributedDataParallel")
     if kind != "DistributedDataParallel":
         raise ConfigError(
@@ -643,10 +642,27 @@ def attach(
     unknown = sorted(set(cfg) - set(_DDP_KEYS))
     if unknown:
         raise ConfigError(
-            f"model_wrapper_cfg.{unknown[0]}: unknown key; expected one of {list(_DDP_KEYS)}"
+            f"model_wrapper_cfg.{unknown[0]}: not an argument of DistributedDataParallel; "
+            f"expected one of {list(_DDP_KEYS)}"
         )
+    return cfg
+
+
+def attach(
+    strategy: Any, seed: int = 0, ddp_kwargs: dict | None = None
+) -> DistributedPlugin | None:
+    """Attaches a :class:`DistributedPlugin` to ``strategy`` when running distributed.
+
+    Args:
+        strategy: the built strategy.
+        seed: the run's seed.
+        ddp_kwargs: ``DistributedDataParallel`` arguments (:func:`wrapper_kwargs`).
+
+    Returns:
+        The plugin, or None in a one-process run (nothing is attached).
+    """
     if not is_distributed():
         return None
-    plugin = DistributedPlugin(seed=seed, **cfg)
+    plugin = DistributedPlugin(seed=seed, **(ddp_kwargs or {}))
     plugin.attach(strategy)
     return plugin

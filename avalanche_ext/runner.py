@@ -250,6 +250,7 @@ class Experiment:
         builders.check_num_classes(self.model, self.scenario)
         self.eval_streams = _select_eval_streams(self.scenario, cfg.get("eval_streams"))
         self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"))
+        self.ddp_kwargs = distributed.wrapper_kwargs(cfg.get("model_wrapper_cfg"))
         # Build (and drop) the strategy once, so every key is checked before anything is written;
         # loggers are only resolved here: constructing them would create files.
         for i, logger in enumerate(cfg.get("loggers") or []):
@@ -393,7 +394,7 @@ def _train(
     # Facts the plugins read through the strategy (docs/contracts.md).
     strategy.num_known_classes = scenario.initial_num_classes or scenario.num_classes
     strategy.scenario_info = scenario.info
-    distributed.attach(strategy, exp.seed, cfg.get("model_wrapper_cfg"))  # DDP; no-op in 1 process
+    distributed.attach(strategy, exp.seed, exp.ddp_kwargs)  # DDP; nothing in one process
 
     bench = scenario.benchmark
     train_stream = list(bench.train_stream)
