@@ -6,7 +6,10 @@
 piece here exists:
 
 * ``DistributedHelper`` is used for the rank, world size, barrier and object broadcast, and Avalanche's
-  data loaders shard by themselves (``DistributedSampler``) once the process group is up. Its
+  own loaders (evaluation, replay, task-balanced) shard by themselves (``DistributedSampler``) once
+  the process group is up; the plain ``DataLoader`` it builds to train on experiences without task
+  labels (ours) does not, and :class:`DistributedPlugin` rebuilds it on a seeded
+  ``DistributedSampler``. Its
   ``init_distributed`` is not used: it puts every process on ``cuda:<global rank>`` (wrong from the
   second node on) and reseeds every generator. Its ``gather_all``/``cat_all`` turn an empty tensor
   into a bogus scalar, so :func:`all_gather_tensor` is our own (tests show both).
@@ -447,9 +450,10 @@ def sync_rng_state(src: int = 0) -> None:
 class DistributedPlugin(SupervisedPlugin, supports_distributed=True):
     """Data-parallel training and whole-test-set evaluation for any Avalanche strategy.
 
-    Attach it with :func:`attach` (it must see the strategy's ``forward``). Plugins keep seeing the
-    plain ``strategy.model``: only the strategy's training forward goes through DDP, so gradients are
-    averaged over ranks at every backward. Per hook:
+    Attach it with :func:`attach` (it wraps the strategy's ``forward`` and
+    ``make_train_dataloader``). Plugins keep seeing the plain ``strategy.model``: only the strategy's
+    training forward goes through DDP, so gradients are averaged over ranks at every backward; the
+    training loader is sharded (:meth:`shard_loader`). Per hook:
 
     * ``before_training_exp``: generators aligned to rank 0; the DDP view is rebuilt at the first
       training forward (the head may have grown; DDP broadcasts rank 0's weights).
@@ -497,21 +501,26 @@ class DistributedPlugin(SupervisedPlugin, supports_distributed=True):
 
     def shard_loader(self, loader: Any) -> Any:
         """A plain ``DataLoader`` (what Avalanche 0.6 builds for experiences without task labels, as
-        ours are) rebuilt on a ``DistributedSampler`` with the run's seed; Avalanche's own loaders
-        shard themselves and are returned as they are.
+        ours are) rebuilt on a ``DistributedSampler`` with the run's seed. Avalanche's own loaders
+        (replay, task-balanced) shard themselves (``distributed_sampling``), and so may any loader
+        that says so with ``is_sharded = True`` (e.g. built on :func:`shard_indices`).
 
         Done inside ``make_train_dataloader``, before any ``before_training_exp`` hook, so a
         scheduler reading ``len(strategy.dataloader)`` sees this rank's number of iterations.
+
+        Raises:
+            RuntimeError: a loader that does not shard (every rank would train on all the data).
         """
-        if type(loader) is not DataLoader or isinstance(loader.sampler, DistributedSampler):
+        if getattr(loader, "distributed_sampling", False) or getattr(loader, "is_sharded", False):
             return loader
-        if loader.batch_sampler is None or type(loader.sampler) not in (
-            RandomSampler,
-            torch.utils.data.SequentialSampler,
-        ):
+        if isinstance(getattr(loader, "sampler", None), DistributedSampler):
+            return loader
+        plain = (RandomSampler, torch.utils.data.SequentialSampler)
+        if type(loader) is not DataLoader or type(loader.sampler) not in plain:
             raise RuntimeError(
-                "DistributedPlugin: cannot shard a training DataLoader with a custom sampler; "
-                "build it on avalanche_ext.distributed.shard_indices"
+                f"DistributedPlugin: the training loader ({type(loader).__name__}) does not shard "
+                "the data over processes; build it on avalanche_ext.distributed.shard_indices and "
+                "set its is_sharded = True"
             )
         sampler = DistributedSampler(
             loader.dataset,

@@ -61,6 +61,21 @@ def test_bad_model_wrapper_cfg_fails_before_anything_is_written(synthetic_cfg, t
     assert not (tmp_path / "work").exists()
 
 
+def test_a_loader_that_does_not_shard_is_refused():
+    """Every rank would train on all the data: refuse rather than train world-size times over."""
+
+    class BatchedLoader:  # e.g. a GPU-resident batched data path that knows nothing of ranks
+        def __iter__(self):
+            return iter([])
+
+    plugin = distributed.DistributedPlugin(seed=0)
+    with pytest.raises(RuntimeError, match="BatchedLoader.*does not shard"):
+        plugin.shard_loader(BatchedLoader())
+    sharded = BatchedLoader()
+    sharded.is_sharded = True
+    assert plugin.shard_loader(sharded) is sharded
+
+
 def test_one_process_helpers_are_identities():
     t = torch.arange(3)
     assert distributed.all_gather_tensor(t) is t
