@@ -116,8 +116,8 @@ def test_eval_covers_the_test_set_once_in_order(ranks):
     for s in seen:
         assert s["linear"]["y"].tolist() == [0, 1, 2] * 3
         assert torch.equal(s["linear"]["p"], one["p"])
-        for name in ("Top1_Acc_Stream/eval_phase/test_stream",):
-            assert s["linear"]["metrics"][name] == one["metrics"][name]
+        name = "Top1_Acc_Stream/eval_phase/test_stream"
+        assert s["linear"]["metrics"][name] == one["metrics"][name]
         name = "Loss_Stream/eval_phase/test_stream"
         assert s["linear"]["metrics"][name] == pytest.approx(one["metrics"][name], rel=1e-5)
 
