@@ -4,6 +4,8 @@
     python train_config.py CONFIG [--device cpu|cuda|cuda:N] [--work-dir DIR]
         [--cfg-options k=v ...] [--seed N | --seeds N N ...] [--resume [PATH]] [--dry-run]
         [--debug]
+        [--launcher none|pytorch]
+    torchrun --nproc_per_node N train_config.py CONFIG --launcher pytorch [...]
 
 A thin CLI over :func:`avalanche_ext.runner.run`. User mistakes end with one ``error: ...`` line on
 stderr and exit code 2 (``--debug`` shows the traceback).
@@ -65,12 +67,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="build everything, train nothing, print the streams as JSON",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--launcher",
+        choices=["none", "pytorch"],
+        default="none",
+        help="pytorch: one process of a torchrun job (DDP; gloo on cpu, nccl on cuda:LOCAL_RANK)",
+    )
+    # torch.distributed.launch (the predecessor of torchrun) passes --local-rank; torchrun sets env.
+    parser.add_argument("--local-rank", "--local_rank", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from avalanche_ext import distributed  # noqa: PLC0415
+
+    if args.local_rank is not None:
+        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     try:
+        device = distributed.init_distributed(args.launcher, args.device)
         from avalanche_ext.config import load_config  # noqa: PLC0415
         from avalanche_ext.runner import run  # noqa: PLC0415
 
@@ -79,13 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             return _run_seeds(args, cfg, run)
         result = run(
             cfg,
-            device=args.device,
+            device=device,
             work_dir=args.work_dir,
             seed=args.seed,
             resume=args.resume,
             dry_run=args.dry_run,
             config_path=args.config,
-            progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+            progress=(lambda msg: print(msg, file=sys.stderr, flush=True))
+            if distributed.is_main()
+            else None,
         )
     except ConfigError as err:
         if args.debug:
@@ -95,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        main_process = distributed.is_main()
+        distributed.teardown()
+    if not main_process:  # rank 0 alone prints the summary
+        return 0
     if args.dry_run:
         print(json.dumps(result, indent=2))
     else:

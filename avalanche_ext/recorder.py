@@ -14,7 +14,7 @@ from avalanche_ext.ncd_state import MASKED_LOGIT
 __all__ = ["EvalLogitPadding", "PredictionRecorder"]
 
 
-class EvalLogitPadding(SupervisedPlugin):
+class EvalLogitPadding(SupervisedPlugin, supports_distributed=True):
     """Pads ``strategy.mb_output`` in evaluation to ``num_classes`` columns with ``MASKED_LOGIT``.
 
     Classes the model does not have yet (future classes of a class-incremental stream, or novel
@@ -37,9 +37,10 @@ class EvalLogitPadding(SupervisedPlugin):
             strategy.mb_output = torch.cat([out, pad], dim=1)
 
 
-class PredictionRecorder(SupervisedPlugin):
+class PredictionRecorder(SupervisedPlugin, supports_distributed=True):
     """Keeps ``(targets, predictions, logits)`` per (stream name, experience index) of the last
-    evaluation of each experience."""
+    evaluation of each experience (in a distributed run: the minibatches ``DistributedPlugin``
+    gathered over ranks)."""
 
     def __init__(self, keep_logits: bool = True):
         super().__init__()

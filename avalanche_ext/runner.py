@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from avalanche_ext import builders
+from avalanche_ext import builders, distributed
 from avalanche_ext.checkpoint import (
     capture_state,
     get_rng_state,
@@ -254,6 +254,7 @@ class Experiment:
         builders.check_num_classes(self.model, self.scenario)
         self.eval_streams = _select_eval_streams(self.scenario, cfg.get("eval_streams"))
         self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"), seed=self.seed)
+        self.ddp_kwargs = distributed.wrapper_kwargs(cfg.get("model_wrapper_cfg"))
         # Build (and drop) the strategy once, so every key is checked before anything is written;
         # loggers are only resolved here: constructing them would create files.
         for i, logger in enumerate(cfg.get("loggers") or []):
@@ -348,7 +349,8 @@ def run(
     """
     say = progress or (lambda _msg: None)
     t_start = time.time()
-    exp = Experiment(cfg, device=device, seed=seed)
+    with distributed.main_first():  # rank 0 unpacks data and fills caches first
+        exp = Experiment(cfg, device=device, seed=seed)
     if dry_run:
         return exp.describe()
 
@@ -356,17 +358,21 @@ def run(
     work = Path(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
     checkpoint = None
     if resume:
-        ckpt_path = find_resume_checkpoint(None if resume is True else resume, work)
-        checkpoint = load_checkpoint(ckpt_path, key="--resume")
+        ckpt_path = distributed.run_on_main(
+            find_resume_checkpoint, None if resume is True else resume, work
+        )
+        checkpoint = distributed.load_on_every_rank(
+            ckpt_path, lambda p: load_checkpoint(p, key="--resume")
+        )
         if checkpoint.get("format") is None:
             raise ConfigError(f"--resume: {ckpt_path} is not an avalanche-ext checkpoint")
         run_dir = ckpt_path.parent.parent
     else:
-        run_dir = make_run_dir(work)
+        run_dir = distributed.run_on_main(make_run_dir, work)  # rank 0 alone writes
     try:
         return _train(exp, cfg, run_dir, checkpoint, config_path, say, t_start, fresh_plugins_ok)
     except BaseException:
-        if checkpoint is None and not any(run_dir.iterdir()):
+        if distributed.is_main() and checkpoint is None and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
 
@@ -382,11 +388,13 @@ def _train(
     fresh_plugins_ok: bool = False,
 ) -> dict[str, Any]:
     scenario = exp.scenario
-    if checkpoint is None:
+    if checkpoint is None and distributed.is_main():
         cfg.dump(str(run_dir / "config.py"))
     if cfg.get("load_from"):
         load_weights(exp.model, cfg.load_from)
-    loggers = builders.build_loggers(cfg.get("loggers"), str(run_dir))
+    loggers = (
+        builders.build_loggers(cfg.get("loggers"), str(run_dir)) if distributed.is_main() else []
+    )
     evaluator = builders.build_evaluator(cfg.get("metrics"), loggers, scenario)
     recorder = PredictionRecorder()
     padding = EvalLogitPadding(scenario.num_classes)
@@ -405,6 +413,7 @@ def _train(
         num_known_classes=scenario.initial_num_classes or scenario.num_classes
     )
     strategy.scenario_info = known_view(scenario)
+    distributed.attach(strategy, exp.seed, exp.ddp_kwargs)  # DDP; nothing in one process
 
     bench = scenario.benchmark
     train_stream = list(bench.train_stream)
@@ -415,6 +424,7 @@ def _train(
         "run_dir": str(run_dir),
         "seed": exp.seed,
         "device": str(exp.device),
+        "distributed": distributed.describe(),
         "versions": versions(),
         "scenario": {
             "type": exp.scenario_type,
@@ -494,7 +504,7 @@ def _train(
         else:
             results["accuracy_matrix"].append(_accuracy_row(metrics, test_name + "_stream", n_test))
         results["_pca_prev"] = per_class_accuracy(y, p, scenario.num_classes)
-        if interval and ((i + 1) % interval == 0 or is_last):
+        if interval and ((i + 1) % interval == 0 or is_last) and distributed.is_main():
             results["_discovery_log"] = discovery_log
             _save(run_dir, i + 1, exp, strategy, evaluator, results)
             results.pop("_discovery_log", None)
@@ -510,7 +520,8 @@ def _train(
     for logger in strategy.evaluator.loggers:
         if hasattr(logger, "close"):
             logger.close()
-    _point_latest(run_dir)
+    if distributed.is_main():
+        _point_latest(run_dir)
     say(f"results: {run_dir / 'results.json'}")
     return results
 
@@ -735,6 +746,8 @@ def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_di
     summarize(results)
     results["artifacts"] = {}
     results = to_jsonable(results)
+    if not distributed.is_main():  # rank 0 alone writes
+        return results
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
     artifacts = write_report(results, str(run_dir))
     results["artifacts"] = artifacts

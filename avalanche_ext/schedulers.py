@@ -35,7 +35,7 @@ def resolve_auto(cfg: dict, iterations_per_epoch: int, epochs: int, by_iteration
     return out
 
 
-class ExperienceLRScheduler(SupervisedPlugin):
+class ExperienceLRScheduler(SupervisedPlugin, supports_distributed=True):
     """Builds the configured scheduler at each training experience and steps it.
 
     The learning rates are reset to their configured values at each experience (as Avalanche's
@@ -97,7 +97,7 @@ class ExperienceLRScheduler(SupervisedPlugin):
             self.scheduler.step()
 
 
-class LossEpochUpdater(SupervisedPlugin):
+class LossEpochUpdater(SupervisedPlugin, supports_distributed=True):
     """Tells an epoch-dependent loss (``set_epoch``, e.g. ``EvidentialLoss``'s KL annealing) which
     epoch of the current experience is starting; the builder adds it when the loss has ``set_epoch``.
 
