@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from avalanche.training.plugins import SupervisedPlugin
 
+from avalanche_ext import distributed
 from avalanche_ext.metrics.confidence import calibrate_threshold
 from avalanche_ext.ncd import EVICTION_POLICIES
 from avalanche_ext.ncd_state import NovelPool, discovery_state
@@ -89,7 +90,7 @@ def fill_pool(
 
 
 @PLUGINS.register_module()
-class ConfidenceGatedPoolPlugin(SupervisedPlugin):
+class ConfidenceGatedPoolPlugin(SupervisedPlugin, supports_distributed=True):
     """Confidence gate that pools likely-novel samples of discovery experiences.
 
     On a discovery experience (all targets ``UNLABELED``), in ``after_train_dataset_adaptation``:
@@ -288,6 +289,8 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
             out = self._outputs_of_images(strategy, state.calibration_images)
             scores = self.score_outputs(state, out["logits"], out["features"])
             self.calibrated_threshold = calibrate_threshold(scores, self.target_known_recall)
+        # every rank holds the same images; rank 0's threshold is everyone's
+        self.calibrated_threshold = distributed.broadcast_object(self.calibrated_threshold)
 
     def _outputs_of_images(self, strategy: Any, images: torch.Tensor) -> dict[str, Any]:
         return dataset_outputs(
@@ -328,13 +331,7 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
                 f"ConfidenceGatedPoolPlugin: score {self.score!r} needs the known classes' "
                 "feature statistics, computed after a labeled experience trained with this plugin"
             )
-        out = dataset_outputs(
-            strategy.model,
-            experience.dataset.eval(),
-            strategy.device,
-            self._batch_size(strategy),
-            self.tta_flip,
-        )
+        out = self._gathered_outputs(strategy, experience.dataset.eval())
         order = torch.argsort(out["indices"])
         features = out["features"][order] if out["features"] is not None else None
         scores = torch.full((size,), float("nan"))
@@ -368,6 +365,27 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin):
             # The dataloader stays non-empty (schedulers need a length); no epoch runs.
             warnings.warn(f"ConfidenceGatedPoolPlugin: {reason}", stacklevel=2)
             self._skip_training = True
+
+    def _gathered_outputs(self, strategy: Any, dataset: Any) -> dict[str, Any]:
+        """Outputs of every sample: each rank scores its share (``torch.distributed``), the shares
+        are gathered, so every rank builds the same pool as one process would."""
+        if not distributed.is_distributed():
+            return dataset_outputs(
+                strategy.model, dataset, strategy.device, self._batch_size(strategy), self.tta_flip
+            )
+        mine = torch.tensor(distributed.shard_indices(len(dataset), pad=False), dtype=torch.long)
+        out = dataset_outputs(
+            strategy.model,
+            dataset.subset(mine.tolist()),
+            strategy.device,
+            self._batch_size(strategy),
+            self.tta_flip,
+        )
+        if out["indices"].numel() and not is_discovery_experience(strategy.experience):
+            out["indices"] = mine[out["indices"]]  # positions in the shard -> in the dataset
+        gathered = {k: distributed.all_gather_tensor(v) for k, v in out.items() if v is not None}
+        gathered.setdefault("features", None)
+        return gathered
 
     def _transductive_scores(self, strategy: Any, state: Any, out: dict[str, Any]) -> torch.Tensor:
         """A score that clusters the samples it scores sees the held-out known images WITH the

@@ -96,7 +96,7 @@ def merge_param_groups(optimizer: torch.optim.Optimizer, original: list[dict[str
 
 
 @PLUGINS.register_module()
-class DualTeacherDistillationPlugin(SupervisedPlugin):
+class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True):
     """Two teachers for the update on a discovery experience, old-class replay, and a calibrated
     old-vs-new decision.
 

@@ -43,7 +43,7 @@ def trained_columns(model: nn.Module, width: int) -> torch.Tensor | None:
 
 
 @PLUGINS.register_module()
-class LwFPlugin(SupervisedPlugin):
+class LwFPlugin(SupervisedPlugin, supports_distributed=True):
     """Learning without Forgetting: distills the previous model's logits into the current one.
 
     At the start of every experience after the first, a frozen copy of the model (as the previous

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from avalanche.training.plugins import SupervisedPlugin
 
+from avalanche_ext import distributed
 from avalanche_ext.clustering import (
     KMEANS_BACKENDS,
     estimate_num_clusters,
@@ -57,7 +58,7 @@ def init_rows_from_features(
 
 
 @PLUGINS.register_module()
-class PseudoLabelClusteringPlugin(SupervisedPlugin):
+class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
     """Clusters the gate's pool into ``k`` new classes and trains on them as pseudo-labels.
 
     On a discovery experience whose pool triggered (``strategy.ncd.pool.triggered``), in
@@ -201,6 +202,13 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
         self.soft_labels = result.probabilities
         return result.labels, result.centroids, result.num_clusters
 
+    def _cluster(self, state: Any, feats: torch.Tensor):
+        if self.known_centres:
+            labels, centroids, k = self._semi_supervised(state, feats, None)
+            return labels, centroids, k, None
+        labels, centroids, k = self._unsupervised(feats, self.num_clusters)
+        return labels, centroids, k, self.soft_labels
+
     def _assign_all(self, all_feats: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor | None:
         """Nearest novel centroid of every sample (same space as the clustering)."""
         if self.pca_dim is not None and not self.known_centres:
@@ -252,11 +260,10 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin):
                 "(the gate's keep_features=True)"
             )
         feats = pool.all_features if every else pool.features
-        if self.known_centres:
-            labels, centroids, k = self._semi_supervised(state, feats, None)
-            self.soft_labels = None
-        else:
-            labels, centroids, k = self._unsupervised(feats, self.num_clusters)
+        # rank 0 clusters and every rank receives its result: identical pseudo-labels everywhere
+        labels, centroids, k, self.soft_labels = distributed.run_on_main(
+            self._cluster, state, feats
+        )
         if every:
             all_labels = labels
             labels = all_labels[pool.indices]
