@@ -9,7 +9,8 @@
 3. Each variant resumes that checkpoint with different discovery plugins and trains only the
    discovery experience: no update (the floor), an oracle gate (the true novelty of every sample,
    given by this script from the hidden labels: evaluation code, not the pipeline), no gate (every
-   discovery sample clustered), plain k-means (no fixed known centres), no replay, no calibration,
+   discovery sample pooled), clustering the pool only, semi-supervised k-means with the known
+   prototypes fixed, no replay, no calibration,
    the LwF baseline (CE on k-means pseudo-labels + LwF distillation, whole network trained) and the
    full pipeline.
 
@@ -93,8 +94,9 @@ def variants(cfg) -> dict[str, list[dict] | None]:
         "full pipeline": None,
         "no update (floor)": edit(GATE, trigger_size=10**9, min_fill=1.0),
         "oracle gate": oracle,
-        "no gate (cluster all)": edit(GATE, threshold="all"),
-        "plain k-means": edit(CLUSTER, known_centres=False),
+        "no gate (pool everything)": edit(GATE, threshold="all"),
+        "cluster the pool only": edit(CLUSTER, cluster_on="pool"),
+        "fixed known centres (GCD k-means)": edit(CLUSTER, known_centres=True),
         "no replay": edit(UPDATE, replay_weight=0.0),
         "no calibration": edit(UPDATE, calibrate_new_bias=False),
         "LwF baseline": lwf,
