@@ -44,7 +44,7 @@ from avalanche_ext.config import load_config  # noqa: E402
 from avalanche_ext.registry import PLUGINS  # noqa: E402
 from strategies.confidence_gate import ConfidenceGatedPoolPlugin  # noqa: E402
 
-DEFAULT_CONFIG = "configs/ncd/dualteacher-replay_resnet20_cpu-6e_cifar100-80+20lt.py"
+DEFAULT_CONFIG = "configs/ncd/dualteacher-replay_resnet20_cpu-8e_cifar100-80+20lt.py"
 GATE, CLUSTER, UPDATE = 0, 1, 2
 
 

@@ -10,7 +10,7 @@ from avalanche_ext.runner import run
 
 pytestmark = pytest.mark.slow
 
-FLAGSHIP = "configs/ncd/dualteacher-replay_resnet20_cpu-6e_cifar100-80+20lt.py"
+FLAGSHIP = "configs/ncd/dualteacher-replay_resnet20_cpu-8e_cifar100-80+20lt.py"
 
 
 def test_update_triggers_and_beats_no_update_on_real_cifar(tmp_path):
