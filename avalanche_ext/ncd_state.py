@@ -111,7 +111,7 @@ class NovelPool:
         return cls(**{k: v for k, v in state.items() if k in known})
 
 
-@dataclass
+@dataclass(slots=True)
 class DiscoveryState:
     """Everything the discovery plugins share, attached once as ``strategy.ncd``.
 

@@ -11,7 +11,7 @@ from avalanche.core import SupervisedPlugin
 
 from avalanche_ext.ncd_state import MASKED_LOGIT
 
-__all__ = ["EvalLogitPadding", "PredictionRecorder"]
+__all__ = ["EvalLogitPadding", "PredictionRecorder", "RecordStore"]
 
 
 class EvalLogitPadding(SupervisedPlugin, supports_distributed=True):
@@ -37,32 +37,26 @@ class EvalLogitPadding(SupervisedPlugin, supports_distributed=True):
             strategy.mb_output = torch.cat([out, pad], dim=1)
 
 
-class PredictionRecorder(SupervisedPlugin, supports_distributed=True):
-    """Keeps ``(targets, predictions, logits)`` per (stream name, experience index) of the last
-    evaluation of each experience (in a distributed run: the minibatches ``DistributedPlugin``
-    gathered over ranks)."""
+class RecordStore:
+    """The recorded ``(targets, predictions, logits)`` per (stream name, experience index).
+
+    Owned by the runner, not by the strategy: the recorder writes into it only while the runner
+    evaluates, so no training code can reach the test labels of classes still to be discovered.
+    """
 
     def __init__(self, keep_logits: bool = True):
-        super().__init__()
         self.keep_logits = bool(keep_logits)
         self._targets: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)
         self._preds: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)
         self._logits: dict[tuple[str, int], list[torch.Tensor]] = defaultdict(list)
 
-    @staticmethod
-    def _key(strategy) -> tuple[str, int]:
-        exp = strategy.experience
-        return exp.origin_stream.name, int(exp.current_experience)
-
-    def before_eval_exp(self, strategy, **kwargs):
-        key = self._key(strategy)
+    def clear(self, key: tuple[str, int]) -> None:
         for table in (self._targets, self._preds, self._logits):
             table.pop(key, None)
 
-    def after_eval_iteration(self, strategy, **kwargs):
-        key = self._key(strategy)
-        out = strategy.mb_output.detach()
-        self._targets[key].append(strategy.mb_y.detach().cpu())
+    def add(self, key: tuple[str, int], targets: torch.Tensor, outputs: torch.Tensor) -> None:
+        out = outputs.detach()
+        self._targets[key].append(targets.detach().cpu())
         self._preds[key].append(out.argmax(dim=1).cpu())
         if self.keep_logits:
             self._logits[key].append(out.float().cpu())
@@ -99,3 +93,26 @@ class PredictionRecorder(SupervisedPlugin, supports_distributed=True):
 
     def stream_names(self) -> list[str]:
         return sorted({k[0] for k in self._targets})
+
+
+class PredictionRecorder(SupervisedPlugin, supports_distributed=True):
+    """Writes each evaluation minibatch into ``store`` while one is attached: the runner attaches
+    its :class:`RecordStore` around evaluation only (in a distributed run the minibatches are the
+    ones ``DistributedPlugin`` gathered over ranks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.store: RecordStore | None = None
+
+    @staticmethod
+    def _key(strategy) -> tuple[str, int]:
+        exp = strategy.experience
+        return exp.origin_stream.name, int(exp.current_experience)
+
+    def before_eval_exp(self, strategy, **kwargs):
+        if self.store is not None:
+            self.store.clear(self._key(strategy))
+
+    def after_eval_iteration(self, strategy, **kwargs):
+        if self.store is not None:
+            self.store.add(self._key(strategy), strategy.mb_y, strategy.mb_output)

@@ -38,7 +38,7 @@ from avalanche_ext.errors import ConfigError
 from avalanche_ext.metrics.discovery import map_predictions, training_mapping
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.ncd_state import DiscoveryState, discovery_state
-from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder
+from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
 from avalanche_ext.registry import LOGGERS, resolve_type
 from avalanche_ext.runtime import parse_runtime, runtime_plugins
 from avalanche_ext.scenario import BuiltScenario, stream_summary
@@ -396,8 +396,11 @@ def _train(
         builders.build_loggers(cfg.get("loggers"), str(run_dir)) if distributed.is_main() else []
     )
     evaluator = builders.build_evaluator(cfg.get("metrics"), loggers, scenario)
+    # The eval plugins know the scenario's classes only while the runner evaluates: during training
+    # the padding width is 0 and the recorder has no store (both would tell k).
+    records = RecordStore()
     recorder = PredictionRecorder()
-    padding = EvalLogitPadding(scenario.num_classes)
+    padding = EvalLogitPadding(0)
     strategy = builders.build_strategy(
         cfg.cl_strategy,
         exp.model,
@@ -466,9 +469,13 @@ def _train(
         # The extra streams first: Avalanche's forgetting metrics key experiences by index only, so
         # the test stream must be the last one evaluated for its forgetting values to be its own
         # (the extra streams' forgetting values are dropped from the results: they are not theirs).
-        for stream in exp.eval_streams.values():
-            strategy.eval(stream)
-        strategy.eval(bench.test_stream)
+        recorder.store, padding.num_classes = records, scenario.num_classes
+        try:
+            for stream in exp.eval_streams.values():
+                strategy.eval(stream)
+            strategy.eval(bench.test_stream)
+        finally:
+            recorder.store, padding.num_classes = None, 0
         eval_time = time.time() - t0
         metrics = _without_foreign_forgetting(
             _float_metrics(evaluator.get_last_metrics()), test_name
@@ -490,13 +497,13 @@ def _train(
                 "eval": metrics,
             }
         )
-        y, p = recorder.stream(test_name)
+        y, p = records.stream(test_name)
         if hidden:
             # Discovered ids mean nothing by themselves: map them to classes (FRoST's mapping from
             # the novel training clusters) before any accuracy is read off predictions.
             mapping = training_mapping(discovery_log, known)
             results["accuracy_matrix"].append(
-                _mapped_row(recorder, test_name, n_test, mapping, known)
+                _mapped_row(records, test_name, n_test, mapping, known)
             )
             if i + 1 in scenario.hidden_labels and results.get("_floor") is None:
                 results["_floor"] = {"predictions": p.tolist()}
@@ -515,7 +522,7 @@ def _train(
 
     results.pop("_pca_prev", None)
     results = _finalize(
-        results, exp, strategy, recorder, evaluator, discovery_log, run_dir, cfg, t_start
+        results, exp, strategy, records, evaluator, discovery_log, run_dir, cfg, t_start
     )
     for logger in strategy.evaluator.loggers:
         if hasattr(logger, "close"):
@@ -558,11 +565,11 @@ def _without_foreign_forgetting(metrics: dict[str, Any], test_name: str) -> dict
     }
 
 
-def _mapped_row(recorder, stream: str, n: int, mapping: dict, known: list[int]) -> list:
+def _mapped_row(records, stream: str, n: int, mapping: dict, known: list[int]) -> list:
     """Accuracy of every test experience with discovered ids mapped to classes."""
     row: list[float | None] = []
     for j in range(n):
-        y, p = recorder.experience(stream, j)
+        y, p = records.experience(stream, j)
         if y.numel() == 0:
             row.append(None)
             continue
@@ -695,7 +702,7 @@ def _restore(
     return int(ckpt["next_experience"])
 
 
-def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_dir, cfg, t_start):
+def _finalize(results, exp, strategy, records, evaluator, discovery_log, run_dir, cfg, t_start):
     from avalanche_ext.report import summarize, write_report  # noqa: PLC0415
 
     scenario = exp.scenario
@@ -705,7 +712,7 @@ def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_di
         "stream_forgetting": _stream_metric(last, "StreamForgetting", "test_stream"),
     }
     test_name = scenario.benchmark.test_stream.name
-    y, p = recorder.stream(test_name)
+    y, p = records.stream(test_name)
     n = scenario.num_classes
     floor = results.pop("_floor", None)
     if scenario.info.get("novel_classes"):
@@ -718,7 +725,7 @@ def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_di
             known,
             discovery_log,
             cfg.get("discovery", {}),
-            logits_all=recorder.stream_logits(test_name),
+            logits_all=records.stream_logits(test_name),
             floor=floor,
         )
         if scenario.hidden_labels:

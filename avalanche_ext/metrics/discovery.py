@@ -30,6 +30,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from avalanche_ext.metrics.clustering import cluster_accuracy, hungarian_match, old_new_all_accuracy
 from avalanche_ext.metrics.gate import gate_metrics, score_histogram
+from avalanche_ext.ncd_state import MASKED_LOGIT
 
 __all__ = [
     "CLUSTER_ACC_CONVENTION",
@@ -162,7 +163,7 @@ def new_ids_only_hungarian(
     has_new = logits_t is not None and logits_t.shape[1] > num_known
     if has_new and (~old).any():
         new_logits = logits_t[torch.from_numpy(~old)][:, num_known:]
-        real = new_logits.amax(0) > -1e3  # padded columns never win
+        real = new_logits.amax(0) > MASKED_LOGIT / 2  # padded columns never win
         if bool(real.any()):
             choice = new_logits[:, real].argmax(1).numpy()
             acc = cluster_accuracy(y[~old], choice)

@@ -121,6 +121,39 @@ def test_growth_reaches_the_optimizer_in_a_class_incremental_run(synthetic_cfg, 
     assert model.num_classes == 6
 
 
+def test_evaluation_never_grows_the_head_and_padding_masks_missing_classes(synthetic_cfg):
+    """Evaluating the whole test stream after the first experience (2 of 6 classes trained) keeps
+    the head at 2 rows: growing it there would tell a discovery model the number of classes. The
+    runner's EvalLogitPadding pads the eval logits to 6 columns with MASKED_LOGIT instead."""
+    from types import SimpleNamespace
+
+    from avalanche_ext.builders import build_scenario
+    from avalanche_ext.ncd_state import MASKED_LOGIT
+    from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
+
+    model = _model()
+    model.eval()
+    model.adaptation(SimpleNamespace(classes_in_this_experience=[0, 5, 6]))
+    assert model.num_classes == 4  # eval mode: no growth
+    model.train()
+    model.adaptation(SimpleNamespace(classes_in_this_experience=[0, 5, 6]))
+    assert model.num_classes == 7 and model.active.tolist() == [True] * 4 + [False, True, True]
+
+    scenario = build_scenario(synthetic_cfg.scenario)
+    model = build_model(synthetic_cfg.model)
+    recorder = PredictionRecorder()
+    recorder.store = RecordStore()
+    plugins = [EvalLogitPadding(scenario.num_classes), recorder]
+    strategy = build_strategy(synthetic_cfg.cl_strategy, model, None, "cpu", plugins=plugins)
+    strategy.train(scenario.benchmark.train_stream[0])
+    strategy.eval(scenario.benchmark.test_stream)
+    assert model.num_classes == 2
+    logits = recorder.store.stream_logits(scenario.benchmark.test_stream.name)
+    assert logits.shape[1] == 6 and bool((logits[:, 2:] == MASKED_LOGIT).all())
+    _, predictions = recorder.store.stream(scenario.benchmark.test_stream.name)
+    assert set(predictions.tolist()) <= {0, 1}  # a padded class is never predicted
+
+
 def test_num_classes_that_does_not_fit_the_scenario(synthetic_cfg, tmp_path):
     synthetic_cfg.model.head.num_classes = 12
     with pytest.raises(ConfigError, match="model.head.num_classes"):
