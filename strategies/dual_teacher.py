@@ -153,6 +153,8 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         freeze_bn (bool): keep every BatchNorm layer in eval mode during the discovery update.
         max_grad_norm (float | None): clip the global gradient norm of update steps (None: off);
             a small pool and separable replay features can otherwise blow the update up.
+        calibration_flip (bool): calibrate on flip-averaged logits (use with
+            ``TestTimeFlipPlugin``, so the calibrated rate is the one evaluation sees).
         seed (int | None): seed of the replay draws (None: the run's seed).
     """
 
@@ -175,6 +177,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         known_false_novel_rate: float = 0.05,
         freeze_bn: bool = False,
         max_grad_norm: float | None = None,
+        calibration_flip: bool = False,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -215,6 +218,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         self.known_false_novel_rate = float(known_false_novel_rate)
         self.freeze_bn = bool(freeze_bn)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self.calibration_flip = bool(calibration_flip)
         self.seed = 0 if seed is None else int(seed)
         self.experiences_trained = 0
         self.teacher: nn.Module | None = None
@@ -418,7 +422,9 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
             return 0.0
         dataset = torch.utils.data.TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
         batch = int(getattr(strategy, "eval_mb_size", None) or 256)
-        logits = dataset_outputs(model, dataset, strategy.device, batch)["logits"]
+        logits = dataset_outputs(model, dataset, strategy.device, batch, self.calibration_flip)[
+            "logits"
+        ]
         margins = logits[:, num_old:].amax(1) - logits[:, :num_old].amax(1)
         offset = novel_rate_offset(margins, self.known_false_novel_rate)
         with torch.no_grad():

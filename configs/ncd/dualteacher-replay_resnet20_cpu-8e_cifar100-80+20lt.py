@@ -62,6 +62,7 @@ cl_strategy = dict(
             known_false_novel_rate=0.1,
             freeze_bn=True,
             max_grad_norm=1.0,
+            calibration_flip=True,  # evaluation averages flipped logits too
         ),
         dict(type='TestTimeFlipPlugin'),  # evaluation logits averaged with the mirrored image
     ],
