@@ -42,7 +42,7 @@ def test_cluster_accuracy_is_permutation_invariant():
         cluster_accuracy([], [])
 
 
-def test_old_new_all_conventions_differ_when_new_samples_take_an_old_id():
+def test_all_hungarian_lets_a_new_class_take_an_old_id():
     # old classes {0, 1}; new classes {2, 3}. The model predicts class 0 for all three samples of
     # new class 2.
     y_true = [0, 0, 1, 1, 2, 2, 2, 3]
@@ -53,10 +53,6 @@ def test_old_new_all_conventions_differ_when_new_samples_take_an_old_id():
     res = old_new_all_accuracy(y_true, y_pred, known_classes=[0, 1], convention="all")
     assert (res["old_acc"], res["new_acc"], res["all_acc"]) == pytest.approx((0.5, 1.0, 0.75))
     assert res["hungarian"] == HUNGARIAN_CONVENTIONS["all"]
-    # 'novel': old plain accuracy 4/4; new samples alone: pred 0 -> 2, 3 -> 3: 4/4; all 8/8.
-    res = old_new_all_accuracy(y_true, y_pred, known_classes=2, convention="novel")
-    assert (res["old_acc"], res["new_acc"], res["all_acc"]) == pytest.approx((1.0, 1.0, 1.0))
-    assert res["hungarian"] == HUNGARIAN_CONVENTIONS["novel"]
 
 
 def test_old_new_all_with_cluster_ids_for_new_classes():
@@ -68,17 +64,21 @@ def test_old_new_all_with_cluster_ids_for_new_classes():
     # old: samples 0, 1 right, 2 wrong (7 -> 2) -> 2/3; new: 3, 4 right, one of 5, 6 -> 3/4
     res = old_new_all_accuracy(y_true, y_pred, [0, 1], "all")
     assert (res["old_acc"], res["new_acc"], res["all_acc"]) == pytest.approx((2 / 3, 3 / 4, 5 / 7))
-    # 'novel': old plain 2/3; new subset [2, 2, 3, 3] vs [7, 7, 9, 3]: 7->2, 9 or 3->3 = 3/4;
-    # all (2 + 3) / 7
-    res = old_new_all_accuracy(y_true, y_pred, [0, 1], "novel")
-    assert (res["old_acc"], res["new_acc"], res["all_acc"]) == pytest.approx((2 / 3, 3 / 4, 5 / 7))
+
+
+def test_the_lenient_novel_convention_is_gone():
+    """'novel' matched joint-argmax predictions (old ids included) on the novel subset: a model that
+    never predicts a new id scored well on new classes. It is refused now."""
+    assert set(HUNGARIAN_CONVENTIONS) == {"all"}
+    with pytest.raises(ValueError, match="convention"):
+        old_new_all_accuracy([0, 2], [0, 0], known_classes=1, convention="novel")
 
 
 def test_old_new_all_empty_subsets_and_bad_convention():
     res = old_new_all_accuracy([0, 1], [0, 1], known_classes=2)
     assert res["new_acc"] is None and res["old_acc"] == 1.0 and res["all_acc"] == 1.0
-    res = old_new_all_accuracy([5, 6], [1, 0], known_classes=2, convention="novel")
-    assert res["old_acc"] is None and res["new_acc"] == 1.0
+    res = old_new_all_accuracy([5, 6], [1, 0], known_classes=2)
+    assert res["old_acc"] is None and res["new_acc"] == 1.0  # 1 -> 5, 0 -> 6
     with pytest.raises(ValueError, match="convention"):
         old_new_all_accuracy([0], [0], 1, convention="old")
     assert all(text.count(" ") > 5 for text in HUNGARIAN_CONVENTIONS.values())

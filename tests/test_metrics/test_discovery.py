@@ -1,5 +1,6 @@
-"""Tests of discovery_summary: old/new/all accuracy, cluster accuracy and gate metrics on
-hand-computed examples, aggregation over discovery experiences, and None (never NaN) when undefined.
+"""Tests of discovery_summary: old/new/all accuracy under each convention, cluster quality and gate
+metrics on hand-computed examples, the no-discovery floor, aggregation over discovery experiences,
+and None (never NaN) when undefined.
 """
 
 import json
@@ -8,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from avalanche_ext.metrics.discovery import discovery_summary, experience_summary
+from avalanche_ext.metrics.discovery import CONVENTIONS, discovery_summary, experience_summary
 
 Y_ALL = [0, 0, 1, 1, 2, 2, 3, 3]  # classes 0, 1 known; 2, 3 novel
-P_ALL = [0, 1, 1, 1, 5, 5, 4, 2]  # novel classes predicted under cluster ids 5, 4 / 2
+P_ALL = [0, 1, 1, 1, 5, 5, 4, 0]  # novel classes predicted under cluster ids 5, 4 (and old 0)
 ENTRY = {
     "experience": 1,
     "true_labels": torch.tensor([0, 2, 2, 3, 1, 3]),
@@ -19,15 +20,44 @@ ENTRY = {
     "all_scores": torch.tensor([0.1, 0.9, 0.8, 0.3, 0.7, 0.2]),
     "threshold": 0.25,
     "pseudo_labels": torch.tensor([-1, 5, 5, 4, 4, -1]),
+    "triggered": True,
+    "reason": "4 pooled >= trigger_size 2",
 }
 
 
+def logits_of(predictions: list[int], width: int = 6) -> torch.Tensor:
+    """Logits whose argmax is ``predictions``; sample 7 (predicted old 0) has new id 4 second."""
+    logits = torch.zeros(len(predictions), width)
+    logits[torch.arange(len(predictions)), torch.tensor(predictions)] = 10.0
+    logits[7, 4] = 5.0
+    return logits
+
+
 def test_hand_computed_summary():
-    out = discovery_summary(Y_ALL, P_ALL, [0, 1], [ENTRY], {"histogram_bins": 2})
-    # One Hungarian matching over all test samples: 0->0, 1->1, 5->2, and 4 or 2 -> 3 (1 each):
-    # old samples right 3 / 4 (the 0 predicted as 1 is wrong), new 3 / 4, all 6 / 8.
-    assert (out["old_acc"], out["new_acc"], out["all_acc"]) == (0.75, 0.75, 0.75)
-    assert "one Hungarian matching" in out["hungarian"]
+    out = discovery_summary(
+        Y_ALL, P_ALL, [0, 1], [ENTRY], {"histogram_bins": 2}, logits_all=logits_of(P_ALL)
+    )
+    conventions = out["conventions"]
+    # FRoST: mapping from the novel TRAINING samples' pseudo-labels: (5, 2), (5, 2), (4, 3)
+    # -> 5->2, 4->3. Mapped test predictions [0, 1, 1, 1, 2, 2, 3, 0]: old 3/4 (the 0 predicted
+    # as 1), new 3/4 (the 3 predicted as old 0 is wrong), all 6/8.
+    assert out["convention"] == "frost_task_agnostic"
+    frost = (out["old_acc"], out["new_acc"], out["all_acc"])
+    assert frost == (0.75, 0.75, 0.75)
+    assert conventions["frost_task_agnostic"] == dict(zip(("old_acc", "new_acc", "all_acc"), frost))
+    # GCD v2: one matching over all test samples: 0->0 (1), 1->1 (2), 5->2 (2), 4->3 (1) = 6 of 8
+    v2 = conventions["gcd_v2_all_hungarian"]
+    assert (v2["old_acc"], v2["new_acc"], v2["all_acc"]) == (0.75, 0.75, 0.75)
+    # new ids only: the novel samples' argmax over columns 2..5 is [5, 5, 4, 4] -> 1.0 after a
+    # matching on the novel subset; old by plain accuracy 3/4; all (3 + 4) / 8
+    ids = conventions["new_ids_only_hungarian"]
+    assert (ids["old_acc"], ids["new_acc"], ids["all_acc"]) == (0.75, 1.0, 0.875)
+    assert set(out["convention_texts"]) == set(CONVENTIONS)
+    # 3 of the 4 novel test images got a new id; no known one did
+    assert out["novel_predicted_new"] == 0.75 and out["known_predicted_new"] == 0.0
+    assert out["mapped_ids"] == 2 and out["unmapped_predictions"] == 0.0
+    assert out["triggered"] is True and out["reason"] == "4 pooled >= trigger_size 2"
+    assert out["chance"] == {"old_acc": 0.5, "new_acc": 0.5, "all_acc": 0.25}
     gate = out["gate"]
     # pooled {1, 2, 3, 4}; novel {1, 2, 3, 5}: precision 3/4, recall 3/4
     assert (gate["precision"], gate["recall"]) == (0.75, 0.75)
@@ -40,20 +70,38 @@ def test_hand_computed_summary():
         "known": [1, 1],
         "novel": [2, 2],
     }
-    # pooled AND truly novel: samples 1, 2, 3 with pseudo 5, 5, 4 for true 2, 2, 3 -> 1.0
+    # no cluster_of_all: the pseudo-labels of the novel samples that have one: 1, 2, 3 with
+    # pseudo 5, 5, 4 for true 2, 2, 3 -> 1.0, over 3 of the 4 novel samples
     assert out["cluster_acc"] == 1.0 and out["num_clustered"] == 3
+    assert out["clusters"]["all_novel"]["coverage"] == 0.75
     assert out["per_experience"][0]["cluster_acc"] == 1.0
     assert out["per_experience"][0]["gate"]["precision"] == 0.75
+    assert out["per_experience"][0]["triggered"] is True
+    assert out["floor"] is None
     json.dumps(out, allow_nan=False)
 
 
-def test_novel_convention():
-    out = discovery_summary(Y_ALL, P_ALL, 2, [ENTRY], {"hungarian": "novel"})
-    # old: plain accuracy 3/4; new: matching within new samples (5->2, 4 or 2->3): 3/4
-    assert (out["old_acc"], out["new_acc"], out["all_acc"]) == (0.75, 0.75, 0.75)
-    assert "new-class samples" in out["hungarian"]
-    with pytest.raises(ValueError):
-        discovery_summary(Y_ALL, P_ALL, 2, [], {"hungarian": "best"})
+def test_floor_is_scored_under_every_convention_with_the_same_mapping():
+    floor = [0, 1, 1, 1, 0, 1, 1, 0]  # the base model: old ids only
+    out = discovery_summary(Y_ALL, P_ALL, [0, 1], [ENTRY], floor={"predictions": floor})
+    assert out["floor"]["frost_task_agnostic"] == {
+        "old_acc": 0.75,
+        "new_acc": 0.0,
+        "all_acc": 0.375,
+    }
+    assert out["floor"]["new_ids_only_hungarian"]["new_acc"] == 0.0  # no logits: no new id
+    assert set(out["floor"]) == set(CONVENTIONS)
+
+
+def test_cluster_of_all_is_preferred_over_the_pseudo_labels():
+    entry = {**ENTRY, "cluster_of_all": torch.tensor([4, 5, 5, 4, 4, 5])}
+    out = discovery_summary(Y_ALL, P_ALL, [0, 1], [entry])
+    # novel samples 1, 2, 3, 5: (2, 5), (2, 5), (3, 4), (3, 5) -> 5->2, 4->3: 3 of 4
+    assert out["cluster_acc"] == 0.75 and out["num_clustered"] == 4
+    assert out["clusters"]["all_novel"]["coverage"] == 1.0
+    # the pooled-only number is still reported beside it (pseudo-labels of pooled novel samples)
+    assert out["clusters"]["pooled_novel"]["acc"] == 1.0
+    assert out["clusters"]["pooled_novel"]["num_samples"] == 3
 
 
 def test_aggregates_experiences_with_one_matching():
@@ -79,6 +127,8 @@ def test_undefined_values_are_none_never_nan():
     assert out["new_acc"] is None and out["old_acc"] == 1.0
     assert out["cluster_acc"] is None and out["gate"]["precision"] is None
     assert out["gate"]["histogram"] is None and out["per_experience"] == []
+    assert out["triggered"] is None and "no discovery experience" in out["reason"]
+    assert out["novel_predicted_new"] is None
     partial = {
         "experience": 1,
         "true_labels": [2, 3],

@@ -48,7 +48,17 @@ def test_full_report_from_fixture(example_results, tmp_path):
     # 0.13875 (see test_summarize_fixture_by_hand) is 0.138749999... in binary floating point
     assert "| average_forgetting | 13.87% |" in md
     assert "| horse (7) | deer (4) | 40 | 40.00% |" in md  # the largest off-diagonal cell
-    assert example_results["discovery"]["hungarian"] in md
+    discovery = example_results["discovery"]
+    assert discovery["convention_text"] in md
+    assert "Update triggered: 412 pooled >= trigger_size 100." in md
+    # every convention beside its no-discovery floor
+    assert (
+        "| FRoST task-agnostic (primary) | 58.12% (floor 60.00%) | 36.50% (floor 0.00%) "
+        "| 53.80% (floor 48.00%) |" in md
+    )
+    assert "| novel test images predicted as a new id | 61.20% |" in md
+    assert "| cluster accuracy, all novel discovery samples | 41.50% |" in md
+    assert "|   permutation chance at that sample size | 23.10% |" in md
     assert "| gate auroc | 82.35% |" in md
     assert "![confusion matrix](figures/confusion_matrix.png)" in md
     assert "nan" not in md.lower().replace("banana", "")
@@ -56,6 +66,16 @@ def test_full_report_from_fixture(example_results, tmp_path):
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert html.count('src="data:image/png;base64,') == len(figures)
     assert not re.search(r"<(script|link)\b|src=\"(?!data:)|https?://", html)
+
+
+def test_a_run_that_discovered_nothing_says_so(example_results, tmp_path):
+    discovery = example_results["discovery"]
+    discovery["triggered"] = False
+    discovery["reason"] = "update not triggered: 79 pooled < trigger_size 100"
+    write_report(example_results, str(tmp_path))
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "**Discovery did not happen: update not triggered: 79 pooled < trigger_size 100.**" in md
+    assert "Update triggered" not in md
 
 
 def test_sparse_results_render_without_crashing(tmp_path):

@@ -66,7 +66,9 @@ def test_metric_values_equal_what_avalanche_logged(finished_run):
     for exp, printed in zip(results["experiences"], logged):
         for name, value in printed.items():
             assert name in exp["eval"], name
-            assert exp["eval"][name] == pytest.approx(value, abs=5e-5), name
+            # the log prints 4 decimals: at most half a unit of the last digit (plus float noise;
+            # losses on classes not trained yet are ~1e4 with the MASKED_LOGIT padding)
+            assert exp["eval"][name] == pytest.approx(value, abs=5e-5 * (1 + 1e-6)), name
 
 
 def test_accuracy_matrix_and_forgetting_match_avalanche(finished_run):

@@ -1,5 +1,6 @@
 """Tests of DualTeacherDistillationPlugin (losses on hand-computed tensors, param groups and their
-learning rates, two-stage freezing, teacher sharing) and end-to-end runs of the whole NCD pipeline.
+learning rates, two-stage freezing, teacher sharing, old-class feature replay, the old-vs-new offset
+calibrated on held-out known images, gradient clipping) and end-to-end runs of the whole NCD pipeline.
 """
 
 import avalanche_ext  # noqa: F401  (stack fixes before avalanche imports torchvision)
@@ -15,6 +16,8 @@ from mmengine.config import Config
 from torch import nn
 
 from avalanche_ext.models import MMClassifier
+from avalanche_ext.ncd_state import DiscoveryState, KnownClassStats
+from avalanche_ext.plugin_helpers import frozen_copy
 from avalanche_ext.registry import PLUGINS
 from avalanche_ext.runner import run
 from strategies.dual_teacher import (
@@ -23,9 +26,15 @@ from strategies.dual_teacher import (
     merge_param_groups,
     split_param_groups,
 )
-from strategies.lwf import LwFPlugin, frozen_copy
+from strategies.lwf import LwFPlugin
 from strategies.pseudo_label_clustering import PseudoLabelClusteringPlugin
-from tests.test_strategies.test_confidence_gate import discovery_stream, gate, naive
+from tests.test_strategies.test_confidence_gate import (
+    blobs,
+    discovery_stream,
+    gate,
+    linear_probe,
+    naive,
+)
 
 LN3 = math.log(3.0)
 KL_3_1 = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)  # KL([3/4, 1/4] || [1/2, 1/2]) = 0.130812
@@ -90,7 +99,7 @@ def test_feature_and_soft_new_class_terms():
         loss=torch.zeros(()),
         model=student,
         mbatch=[x, torch.tensor([2]), torch.tensor([1]), torch.tensor([0])],
-        pseudo_soft_labels=torch.tensor([[0.75, 0.25]]),
+        ncd=DiscoveryState(pseudo_soft_labels=torch.tensor([[0.75, 0.25]])),
     )
     plugin.before_backward(strategy)
     # 3 * ||2 - 1||^2 + 2 * KL([3/4, 1/4] || softmax([0, 0]))
@@ -129,6 +138,90 @@ def test_align_new_rows_hand_computed():
     assert align_new_rows(layer, 2) == pytest.approx(0.5)  # mean old norm 1 / new norm 2
     assert layer.weight[2].tolist() == [1.0, 0.0] and layer.bias[2].item() == 2.0
     assert align_new_rows(layer, 3) == 1.0
+
+
+def test_old_class_feature_replay_hand_computed():
+    """radius 0: replayed features are the prototypes themselves, +2 (class 0) and -2 (class 1).
+    Classifier weights [1, -1]: logits [2, -2] / [-2, 2], CE of either = log(1 + e^-4)."""
+    plugin = DualTeacherDistillationPlugin(alpha_old=0.0, replay_weight=2.0, replay_batch=6)
+    plugin.teacher = frozen_copy(Tiny([0.0, 0.0]))
+    plugin._updating = True
+    plugin._generator = torch.Generator().manual_seed(0)
+    classifier = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        classifier.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+    stats = KnownClassStats(
+        prototypes=torch.tensor([[2.0], [-2.0]]),
+        counts=torch.tensor([5, 5]),
+        radius=0.0,
+        precision=torch.eye(1),
+        bank=torch.ones(1, 1),
+        bank_labels=torch.zeros(1, dtype=torch.long),
+    )
+    x = torch.ones(3, 1)
+    strategy = SimpleNamespace(
+        mb_x=x,
+        mb_output=torch.zeros(3, 2, requires_grad=True),
+        loss=torch.zeros(()),
+        model=SimpleNamespace(classifier=classifier),
+        mbatch=[x, torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long)],
+        ncd=DiscoveryState(num_known_classes=2, known_stats=stats),
+    )
+    plugin.before_backward(strategy)
+    ce = math.log(1 + math.exp(-4.0))  # 0.018150
+    assert plugin.last_losses == pytest.approx({"replay": ce}, abs=1e-6)
+    assert strategy.loss.item() == pytest.approx(2.0 * ce, abs=1e-6)
+    strategy.loss.backward()
+    assert classifier.weight.grad is not None  # the replay term trains the classifier
+
+
+def test_calibrated_offset_makes_the_target_share_of_held_out_known_images_new():
+    """After the offset exactly floor(rate * n) held-out KNOWN images are predicted as a new class."""
+    model = linear_probe(3)
+    model.grow(5)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model.classifier.weight.normal_()
+        model.classifier.bias.zero_()
+    images, labels = blobs([0, 1, 2], 7, seed=3)  # 21 held-out known images
+    plugin = DualTeacherDistillationPlugin(calibrate_new_bias=True, known_false_novel_rate=0.1)
+    plugin.num_old_classes = 3
+    strategy = SimpleNamespace(
+        model=model,
+        device="cpu",
+        eval_mb_size=64,
+        ncd=DiscoveryState(calibration_images=images, calibration_labels=labels),
+    )
+    bias_before = model.classifier.bias.detach().clone()
+    offset = plugin._calibrate_bias(strategy)
+    with torch.no_grad():
+        predicted = model.eval()(images).argmax(1)
+    assert int((predicted >= 3).sum()) == 2  # floor(0.1 * 21)
+    after = model.classifier.bias.detach()
+    assert torch.equal(after[:3], bias_before[:3])
+    assert torch.allclose(after[3:], bias_before[3:] + offset)
+    # without held-out images nothing is calibrated
+    strategy.ncd.calibration_images = None
+    assert plugin._calibrate_bias(strategy) == 0.0
+
+
+def test_max_grad_norm_clips_update_steps_and_masking_is_off_by_default():
+    model = Tiny([0.0, 0.0])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 3.0)  # global norm 3 * sqrt(3)
+    plugin = DualTeacherDistillationPlugin(max_grad_norm=1.0)
+    plugin._updating = True
+    plugin.before_update(SimpleNamespace(optimizer=optimizer, model=model))
+    norm = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters()))
+    assert norm.item() == pytest.approx(1.0, rel=1e-4)
+    default = DualTeacherDistillationPlugin()
+    assert default.mask_old_logits is False and default.max_grad_norm is None
+    out = torch.tensor([[1.0, 2.0, 3.0]])
+    strategy = SimpleNamespace(mb_output=out, ncd=DiscoveryState(num_known_classes=2))
+    default._updating, default.num_old_classes = True, 2
+    default.after_forward(strategy)
+    assert strategy.mb_output is out  # the criterion sees every logit
 
 
 # ----------------------------------------------------------------------------- with a strategy
@@ -207,7 +300,7 @@ def test_teacher_a_reuses_the_lwf_snapshot():
         def before_training_exp(self, strategy, **kwargs):
             super().before_training_exp(strategy, **kwargs)
             if self._discovery:
-                self.seen = (self.teacher, strategy.old_model, self.num_old_classes)
+                self.seen = (self.teacher, strategy.ncd.old_model, self.num_old_classes)
 
     lwf, dual = LwFPlugin(alpha=1.0), Spy(mask_old_logits=True, calibrate_new_bias=True)
     strategy = naive(
@@ -225,7 +318,8 @@ def test_teacher_a_reuses_the_lwf_snapshot():
     teacher, shared, num_old = dual.seen
     assert teacher is shared is not None and num_old == 3
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
-    assert dual.last_losses.keys() >= {"old"} and dual.new_bias_offset is not None
+    assert teacher is lwf.old_model  # one snapshot per experience, shared
+    assert dual.last_losses.keys() >= {"old"} and strategy.ncd.new_bias_offset is not None
     assert dual.state_dict() == {"experiences_trained": 2}
     restored = DualTeacherDistillationPlugin()
     restored.load_state_dict(dual.state_dict())
@@ -306,15 +400,27 @@ PIPELINE = [
 
 
 def check_discovery_block(discovery: dict) -> None:
-    for key in ("old_acc", "new_acc", "all_acc", "cluster_acc"):
-        assert 0.0 <= discovery[key] <= 1.0, key
+    """The block's layout and the facts that hold whatever the model learned (quality is asserted in
+    test_discovery_quality.py, on a config where the answer is known)."""
+    assert discovery["convention"] == "frost_task_agnostic"
+    primary = discovery["conventions"]["frost_task_agnostic"]
+    assert {k: discovery[k] for k in ("old_acc", "new_acc", "all_acc")} == primary
+    assert set(discovery["conventions"]) == {
+        "frost_task_agnostic",
+        "gcd_v2_all_hungarian",
+        "new_ids_only_hungarian",
+    }
+    assert discovery["triggered"] is True and "trigger_size" in discovery["reason"]
+    # the base model has no new id: it scores 0 on novel classes under the strict conventions
+    assert discovery["floor"]["frost_task_agnostic"]["new_acc"] == 0.0
+    assert discovery["floor"]["new_ids_only_hungarian"]["new_acc"] == 0.0
+    assert discovery["cluster_acc"] is not None and discovery["cluster_chance"] is not None
     gate_block = discovery["gate"]
-    for key in ("precision", "recall", "auroc"):
-        assert 0.0 <= gate_block[key] <= 1.0, key
-    assert isinstance(gate_block["threshold"], float)
+    assert isinstance(gate_block["threshold"], float) and gate_block["auroc"] is not None
     hist = gate_block["histogram"]
     assert len(hist["bins"]) == len(hist["known"]) + 1 == len(hist["novel"]) + 1
-    assert discovery["hungarian"] and len(discovery["per_experience"]) == 1
+    assert sum(hist["known"]) + sum(hist["novel"]) == discovery["per_experience"][0]["num_samples"]
+    assert len(discovery["per_experience"]) == 1
 
 
 def test_full_pipeline_end_to_end_on_the_synthetic_stream(tmp_path):

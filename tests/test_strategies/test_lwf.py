@@ -1,4 +1,5 @@
-"""Tests of LwFPlugin: the loss it adds, task-label independence, the alpha schedule, checkpoints.
+"""Tests of LwFPlugin: the loss it adds, task-label independence, the alpha schedule, the teacher
+snapshot shared through ``strategy.ncd`` (one per experience), checkpoints without weights.
 
 Hand-computed cases use a one-input linear model; the stream cases run Avalanche's Naive strategy.
 """
@@ -18,8 +19,10 @@ from avalanche.training.plugins import LwFPlugin as AvalancheLwFPlugin
 from avalanche.training.supervised import Naive
 from torch import nn
 
+from avalanche_ext.ncd_state import MASKED_LOGIT, DiscoveryState
+from avalanche_ext.plugin_helpers import frozen_copy, same_weights
 from avalanche_ext.registry import PLUGINS
-from strategies.lwf import LwFPlugin, frozen_copy
+from strategies.lwf import LwFPlugin, trained_columns
 
 LN3 = math.log(3.0)
 
@@ -33,7 +36,21 @@ def linear(weights: list[float]) -> nn.Linear:
 
 
 def fake_strategy(model: nn.Module, x: torch.Tensor) -> SimpleNamespace:
-    return SimpleNamespace(model=model, mb_x=x, device="cpu", loss=torch.zeros(()))
+    return SimpleNamespace(
+        model=model,
+        mb_x=x,
+        device="cpu",
+        loss=torch.zeros(()),
+        clock=SimpleNamespace(train_exp_counter=0),
+        ncd=DiscoveryState(),
+    )
+
+
+def next_experience(plugin: LwFPlugin, strategy: SimpleNamespace) -> None:
+    """Ends the current experience and starts the next one (the teacher is snapshotted then)."""
+    plugin.after_training_exp(strategy)
+    strategy.clock.train_exp_counter += 1
+    plugin.before_train_dataset_adaptation(strategy)
 
 
 def distill_step(plugin: LwFPlugin, strategy: SimpleNamespace, student: nn.Module) -> torch.Tensor:
@@ -49,9 +66,12 @@ def test_loss_added_matches_hand_computed_value_and_backpropagates():
     x = torch.ones(1, 1)
     plugin = LwFPlugin(alpha=0.5, temperature=1.0)
     strategy = fake_strategy(linear([LN3, 0.0]), x)  # teacher logits [ln3, 0]
-    assert distill_step(plugin, strategy, strategy.model).item() == 0.0  # first experience
-    plugin.after_training_exp(strategy)
-    assert plugin.num_old_classes == 2 and strategy.old_model is plugin.old_model
+    plugin.before_train_dataset_adaptation(strategy)
+    assert plugin.old_model is None  # first experience: no teacher
+    assert distill_step(plugin, strategy, strategy.model).item() == 0.0
+    strategy.model = linear([LN3, 0.0])
+    next_experience(plugin, strategy)
+    assert strategy.ncd.old_model is plugin.old_model is not None
     assert not plugin.old_model.training
     assert not any(p.requires_grad for p in plugin.old_model.parameters())
     # grown student: logits [0, 0, 5]; only the 2 old columns are distilled
@@ -59,6 +79,7 @@ def test_loss_added_matches_hand_computed_value_and_backpropagates():
     # added loss = alpha * 0.130812 = 0.065406
     student = linear([0.0, 0.0, 5.0])
     loss = distill_step(plugin, strategy, student)
+    assert plugin.num_old_classes == 2
     assert loss.item() == pytest.approx(0.065406, abs=1e-6)
     assert plugin.last_loss == pytest.approx(0.065406, abs=1e-6)
     loss.backward()  # the teacher's output came from inference mode: must still be usable
@@ -70,7 +91,7 @@ def test_t_squared_factor():
     x = torch.ones(1, 1)
     plugin = LwFPlugin(alpha=1.0, temperature=2.0)
     strategy = fake_strategy(linear([LN3, 0.0]), x)
-    plugin.after_training_exp(strategy)
+    next_experience(plugin, strategy)
     loss = distill_step(plugin, strategy, linear([0.0, 0.0]))
     # plain KL at T = 2 (no factor) = 0.036341; the plugin adds T^2 * KL = 4 * 0.036341 = 0.145363
     plain_kl = F.kl_div(
@@ -91,7 +112,7 @@ def test_alpha_schedule_per_experience():
     added = []
     for _ in range(4):  # experiences 1, 2, 3, 4 after a snapshot of the same teacher
         strategy.model = linear([LN3, 0.0])
-        plugin.after_training_exp(strategy)
+        next_experience(plugin, strategy)
         added.append(distill_step(plugin, strategy, student).item())
     # KL = 0.130812 (T = 1) times alpha_1..4 = 0.5, 2, 2 (past the list: last value), 2
     assert added == pytest.approx([0.5 * 0.130812] + [2 * 0.130812] * 3, abs=1e-6)
@@ -99,18 +120,20 @@ def test_alpha_schedule_per_experience():
         LwFPlugin(alpha=[])
 
 
-def test_reuses_a_snapshot_another_plugin_made_of_the_same_weights():
+def test_one_snapshot_per_experience_shared_with_other_plugins():
     model = linear([LN3, 0.0])
     strategy = fake_strategy(model, torch.ones(1, 1))
-    strategy.old_model = frozen_copy(model)  # e.g. set by the dual-teacher plugin
+    strategy.clock.train_exp_counter = 1
+    shared = strategy.ncd.teacher(strategy, frozen_copy)  # e.g. made by the dual-teacher plugin
     plugin = LwFPlugin()
-    plugin.after_training_exp(strategy)
-    assert plugin.old_model is strategy.old_model
-    stale = strategy.old_model
+    plugin.experiences_trained = 1
+    plugin.before_train_dataset_adaptation(strategy)
+    assert plugin.old_model is shared  # same experience: no second copy
     with torch.no_grad():
-        model.weight.add_(1.0)  # next experience trains the model further
-    plugin.after_training_exp(strategy)
-    assert plugin.old_model is not stale and strategy.old_model is plugin.old_model
+        model.weight.add_(1.0)  # the experience trains the model further
+    next_experience(plugin, strategy)
+    assert plugin.old_model is not shared and strategy.ncd.old_model is plugin.old_model
+    assert same_weights(plugin.old_model, model) and not same_weights(shared, model)
 
 
 def test_frozen_copy_handles_tensors_cached_by_forward():
@@ -130,20 +153,22 @@ def test_frozen_copy_handles_tensors_cached_by_forward():
     assert teacher.last_features.grad_fn is None and model.last_features.grad_fn is not None
 
 
-def test_state_dict_round_trip_restores_the_teacher():
+def test_state_dict_has_no_weights_and_a_resume_snapshots_the_restored_model():
     x = torch.ones(1, 1)
     plugin = LwFPlugin(alpha=[1.0, 0.25], temperature=1.0)
     strategy = fake_strategy(linear([LN3, 0.0]), x)
-    plugin.after_training_exp(strategy)
+    next_experience(plugin, strategy)
+    distill_step(plugin, strategy, linear([0.0, 0.0]))
     state = plugin.state_dict()
-    assert state["num_old_classes"] == 2 and state["experiences_trained"] == 1
+    assert state == {"num_old_classes": 2, "experiences_trained": 1}
 
     restored = LwFPlugin(alpha=[1.0, 0.25], temperature=1.0)
-    restored.load_state_dict(state)
-    resumed = fake_strategy(linear([7.0, 7.0]), x)  # same architecture, other weights
+    restored.load_state_dict({**state, "old_model": "ignored (older checkpoints)"})
+    resumed = fake_strategy(linear([LN3, 0.0]), x)  # the model as the checkpoint restored it
+    resumed.clock.train_exp_counter = 1
     restored.before_train_dataset_adaptation(resumed)
-    assert torch.equal(restored.old_model.weight, plugin.old_model.weight)
-    assert resumed.old_model is restored.old_model
+    assert same_weights(restored.old_model, resumed.model)
+    assert resumed.ncd.old_model is restored.old_model
     # alpha_1 = 0.25: 0.25 * 0.130812 = 0.032703
     assert distill_step(restored, resumed, linear([0.0, 0.0])).item() == pytest.approx(
         0.032703, abs=1e-6
@@ -168,6 +193,12 @@ class RecordAddedLoss(SupervisedPlugin):
         self.inner.before_backward(strategy, **kwargs)
         exp = strategy.experience.current_experience
         self.added.setdefault(exp, []).append(float(strategy.loss) - before)
+
+    def before_train_dataset_adaptation(self, strategy, **kwargs):
+        self.inner.before_train_dataset_adaptation(strategy, **kwargs)
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.inner.before_training_exp(strategy, **kwargs)
 
     def after_training_exp(self, strategy, **kwargs):
         self.inner.after_training_exp(strategy, **kwargs)
@@ -214,24 +245,38 @@ def test_distills_whatever_the_task_labels_unlike_avalanche_lwf():
     assert all(value > 0 for value in theirs_task0.added[1][1:])
 
 
-def test_rows_grown_only_for_evaluation_are_not_distilled(synthetic_cfg):
-    """After an evaluation on the whole test stream the head has rows for classes never trained;
-    distilling them (masked, ~0 probability) would teach the student that new classes do not exist."""
+def test_evaluation_does_not_grow_the_head_and_the_teacher_has_the_trained_rows(synthetic_cfg):
+    """Evaluating the whole test stream after each experience leaves the head at the classes trained
+    so far (growing it would leak the number of classes), so each teacher has exactly those."""
     from avalanche_ext.builders import build_model, build_scenario, build_strategy
+    from avalanche_ext.recorder import EvalLogitPadding
 
     scenario = build_scenario(synthetic_cfg.scenario)
     model = build_model(synthetic_cfg.model)
     lwf = LwFPlugin(alpha=1.0, temperature=2.0)
-    strategy = build_strategy(synthetic_cfg.cl_strategy, model, None, "cpu", plugins=[lwf])
+    padding = EvalLogitPadding(scenario.num_classes)
+    strategy = build_strategy(synthetic_cfg.cl_strategy, model, None, "cpu", plugins=[lwf, padding])
     seen = []
-    for exp in scenario.benchmark.train_stream:
+    for k, exp in enumerate(scenario.benchmark.train_stream):
         strategy.train(exp)
-        seen.append(lwf.num_old_classes)
-        strategy.eval(scenario.benchmark.test_stream)  # grows the head to all 6 classes
-    assert model.num_classes == 6
-    # teacher of experience k was trained on 2k classes, although it has 6 output rows from k = 2
-    assert seen == [2, 4, 6]
-    assert int(lwf.old_model.active.sum()) == 6
+        seen.append(
+            (lwf.num_old_classes, None if lwf.old_model is None else lwf.old_model.num_classes)
+        )
+        strategy.eval(scenario.benchmark.test_stream)
+        assert model.num_classes == 2 * (k + 1)
+    assert seen == [(0, None), (2, 2), (4, 4)]
+    assert bool(lwf.old_model.active.all())
+
+
+def test_rows_never_trained_are_not_distilled():
+    """A head grown with inactive rows (never trained): only the trained columns are distilled."""
+    from tests.test_strategies.test_confidence_gate import linear_probe
+
+    model = linear_probe(2)
+    model.grow(4, activate=False)
+    teacher = frozen_copy(model)
+    assert trained_columns(teacher, 4).tolist() == [0, 1]
+    assert trained_columns(frozen_copy(linear_probe(2)), 2) is None
 
 
 def test_mask_old_logits_hides_the_teachers_classes_from_the_criterion_only():
@@ -241,7 +286,7 @@ def test_mask_old_logits_hides_the_teachers_classes_from_the_criterion_only():
     student = torch.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
     strategy = SimpleNamespace(mb_output=student, mb_x=torch.ones(1, 1), loss=torch.zeros(()))
     lwf.after_forward(strategy)
-    assert strategy.mb_output[0, :2].tolist() == [-1e4, -1e4]
+    assert strategy.mb_output[0, :2].tolist() == [MASKED_LOGIT, MASKED_LOGIT]
     assert strategy.mb_output[0, 2].item() == 3.0
     lwf.before_backward(strategy)
     # KD still sees the real student logits [1, 2] against the teacher's [1, 2]: zero loss
