@@ -386,7 +386,7 @@ def _train(
         cfg.cl_strategy, exp.model, evaluator, exp.device, plugins=exp.plugins + [recorder]
     )
     # Last, so that checkpointed plugin names keep their positions and replay loaders exist.
-    strategy.plugins.extend(runtime_plugins(exp.runtime, exp.seed, exp.device, say))
+    strategy.plugins.extend(runtime_plugins(exp.runtime, exp.seed, exp.device, say, exp.model))
     # Facts the plugins read through the strategy (docs/contracts.md).
     strategy.num_known_classes = scenario.initial_num_classes or scenario.num_classes
     strategy.scenario_info = scenario.info
