@@ -93,7 +93,7 @@ def test_fp16_scales_the_loss_and_keeps_the_scaler_state():
     assert fresh.scaler.state_dict() == state
 
 
-def test_compile_is_in_place_and_keeps_checkpoint_keys():
+def test_compile_is_in_place_and_keeps_checkpoint_keys(monkeypatch):
     from avalanche_ext import builders  # noqa: PLC0415
 
     model = builders.build_model(
@@ -104,9 +104,13 @@ def test_compile_is_in_place_and_keeps_checkpoint_keys():
         )
     )
     keys = list(model.state_dict())
+    compiled = []  # torch.compile itself is exercised by the GPU test (importing dynamo takes 15 s)
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(self))
     assert compile_model(model) is model
-    assert list(model.state_dict()) == keys
-    assert model.backbone._compiled_call_impl is not None
+    assert compiled == [model.backbone] and list(model.state_dict()) == keys
+    options = parse_runtime({"runtime": {"compile": True}})
+    runtime_plugins(options, 0, CPU, model=model)
+    assert compiled == [model.backbone, model.backbone]
 
 
 @pytest.mark.gpu
@@ -114,7 +118,7 @@ def test_cuda_run_uses_autocast_and_gpu_resident_data(synthetic_cfg, tmp_path):
     from avalanche_ext.runner import run  # noqa: PLC0415
 
     messages = []
-    synthetic_cfg.runtime = dict(amp="auto", cudnn_benchmark=True)
+    synthetic_cfg.runtime = dict(amp="auto", cudnn_benchmark=True, compile=True)
     results = run(synthetic_cfg, device="cuda", work_dir=str(tmp_path), progress=messages.append)
     assert any(m.startswith("mixed precision: autocast") for m in messages)
     assert any("batched on cuda" in m for m in messages)
