@@ -409,7 +409,7 @@ def _train(
         plugins=exp.plugins + [padding, recorder],
     )
     # Last, so that checkpointed plugin names keep their positions and replay loaders exist.
-    strategy.plugins.extend(runtime_plugins(exp.runtime, exp.seed, exp.device, say))
+    strategy.plugins.extend(runtime_plugins(exp.runtime, exp.seed, exp.device, say, exp.model))
     # The one object the plugins share (docs/contracts.md), and a known-classes-only view of the
     # scenario: nothing reachable from training code counts or names the novel classes.
     strategy.ncd = DiscoveryState(

@@ -88,18 +88,34 @@ def runtime_plugins(
     seed: int,
     device: torch.device,
     log: Callable[[str], None] | None = None,
+    model: torch.nn.Module | None = None,
 ) -> list:
-    """The plugins the options imply, to put after the configured ones.
+    """The plugins the options imply, to put after the configured ones; also sets the backend
+    flags (``cudnn.benchmark``) and compiles ``model`` when ``runtime.compile`` asks for it.
 
     Args:
         options: the parsed ``runtime`` block.
         seed: the run seed (data order and augmentation derive from it).
         device: the strategy's device.
         log: receives one-line notes about the choices made.
+        model: the model to compile (``runtime.compile``).
     """
+    from avalanche_ext.accelerate import (  # noqa: PLC0415
+        MixedPrecisionPlugin,
+        amp_dtype,
+        set_cudnn_benchmark,
+    )
     from avalanche_ext.data.batched import BatchedDataPlugin  # noqa: PLC0415
 
+    say = log or (lambda _msg: None)
     plugins: list = []
+    if device.type == "cuda":
+        set_cudnn_benchmark(options.cudnn_benchmark, device)
+    dtype = amp_dtype(options.amp, device)
+    if dtype is not None:
+        plugins.append(MixedPrecisionPlugin(dtype, device.type))
+        scaler = " + GradScaler" if dtype == torch.float16 else ""
+        say(f"mixed precision: autocast {str(dtype).replace('torch.', '')}{scaler}")
     if options.batched_data is not False:
         plugins.append(
             BatchedDataPlugin(
@@ -109,4 +125,9 @@ def runtime_plugins(
                 log=log,
             )
         )
+    if options.compile and model is not None:
+        from avalanche_ext.accelerate import compile_model  # noqa: PLC0415
+
+        compile_model(model)
+        say("torch.compile: backbone compiled in place")
     return plugins

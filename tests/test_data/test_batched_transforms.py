@@ -26,13 +26,13 @@ def _coordinate_images(n: int, size: int = 32) -> torch.Tensor:
 
 def test_crop_offsets_are_uniform_over_the_9x9_padded_positions():
     crop = compile_pipeline([v2.RandomCrop(32, padding=4)])
-    out = crop(_coordinate_images(8100), torch.Generator().manual_seed(0))
+    out = crop(_coordinate_images(4050), torch.Generator().manual_seed(0))
     # the output's pixel (16, 16) is original pixel (top - 4 + 16, left - 4 + 16), stored as + 1
     top = out[:, 0, 16, 16].long() - 13
     left = out[:, 1, 16, 16].long() - 13
     assert top.min() == 0 and top.max() == 8 and left.min() == 0 and left.max() == 8
     counts = torch.bincount(top * 9 + left, minlength=81).double()
-    chi2 = ((counts - 100) ** 2 / 100).sum()
+    chi2 = ((counts - 50) ** 2 / 50).sum()
     assert chi2 < 124.8  # chi-square, 80 degrees of freedom, p = 0.001
     # every crop is a contiguous window: row values step by one across the crop
     assert torch.all(
@@ -58,7 +58,7 @@ def test_each_sample_equals_torchvision_at_its_offset_and_flip(padding_mode):
     crop = v2.RandomCrop(8, padding=2, fill=3, padding_mode=padding_mode)
     steps = [crop, v2.RandomHorizontalFlip(), ToTensor(), v2.Normalize(MEAN, STD)]
     pipeline = compile_pipeline(steps)
-    images = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8)
+    images = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
     out = pipeline(images, torch.Generator().manual_seed(2))
     for img, got in zip(images, out):
         padded = F.pad(img, [2, 2, 2, 2], fill=3, padding_mode=padding_mode)

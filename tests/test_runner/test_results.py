@@ -12,6 +12,7 @@ import pytest
 from avalanche_ext.runner import run
 
 pytestmark = pytest.mark.slow
+MESSAGES: list[str] = []  # the run's progress lines
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,18 @@ def finished_run(tmp_path_factory):
 
     cfg = load_config(SYNTHETIC_CONFIG, {"cl_strategy.train_epochs": 2})
     work = tmp_path_factory.mktemp("results")
-    results = run(cfg, work_dir=str(work), config_path=str(SYNTHETIC_CONFIG))
+    results = run(
+        cfg, work_dir=str(work), config_path=str(SYNTHETIC_CONFIG), progress=MESSAGES.append
+    )
     return results, Path(results["run_dir"])
+
+
+def test_the_runner_runs_the_batched_data_path(finished_run):
+    assert [m for m in MESSAGES if m.startswith("data path")] == [
+        "data path (train): batched on cpu: BatchedPipeline(RandomHorizontalFlip(p=0.5) -> "
+        "ToTensor; channels_last)",
+        "data path (eval): batched on cpu: BatchedPipeline(ToTensor; channels_last)",
+    ]
 
 
 def _logged_values(log_path: Path) -> list[dict[str, float]]:
