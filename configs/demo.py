@@ -23,15 +23,14 @@ model = dict(backbone=dict(depth=20), head=dict(num_classes=80))
 cl_strategy = dict(
     train_mb_size=128,
     eval_mb_size=512,
-    train_epochs=3,  # overridden per experience by EpochsPerExperiencePlugin below
+    # 3 epochs on the 80 base classes carry the learning; 1 epoch adds the 20 new ones
+    train_epochs=[3, 1],
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True),
     # one cycle per experience; the new classes are learned at half the rate (less forgetting)
     scheduler=dict(
         type='OneCycleLR', max_lr=0.2, total_steps='auto', pct_start=0.25, lr_scale=[1.0, 0.5]
     ),
     plugins=[
-        # 3 epochs on the 80 base classes carry the learning; 1 epoch adds the 20 new ones
-        dict(type='EpochsPerExperiencePlugin', epochs=[3, 1]),
         # LwF alone cannot stop class-incremental forgetting: its KD is blind to a shift of all old
         # logits against the new ones. 2,000 replayed images (20 per class) give CE old negatives,
         # 64 of them next to every 128 new images; weight aligning removes the new-class bias.
