@@ -135,6 +135,20 @@ def check_arguments(obj: Callable, kwargs: dict, key: str) -> None:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return
+    params = sig.parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        valid = [
+            n
+            for n, p in params.items()
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        ]
+        for name in kwargs:
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {valid}"
+                raise ConfigError(
+                    f"{key}.{name}: unexpected key for type {getattr(obj, '__name__', obj)!s}{hint}"
+                )
     try:
         sig.bind(**kwargs)
     except TypeError as err:

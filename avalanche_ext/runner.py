@@ -39,6 +39,7 @@ from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.recorder import PredictionRecorder
 from avalanche_ext.registry import LOGGERS, resolve_type
 from avalanche_ext.scenario import BuiltScenario, stream_summary
+from avalanche_ext.strict import atomic_write_text, dump_config, scenario_config
 from avalanche_ext.utils.jsonable import to_jsonable
 
 __all__ = ["run", "resolve_device", "make_run_dir", "find_resume_checkpoint", "Experiment"]
@@ -245,7 +246,7 @@ class Experiment:
         self.device = resolve_device(device)
         self.seed = int(seed if seed is not None else cfg.get("seed", 0) or 0)
         seed_everything(self.seed)
-        self.scenario: BuiltScenario = builders.build_scenario(cfg.scenario)
+        self.scenario: BuiltScenario = builders.build_scenario(scenario_config(cfg))
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
         self.eval_streams = _select_eval_streams(self.scenario, cfg.get("eval_streams"))
@@ -374,7 +375,7 @@ def _train(
 ) -> dict[str, Any]:
     scenario = exp.scenario
     if checkpoint is None:
-        cfg.dump(str(run_dir / "config.py"))
+        dump_config(cfg, run_dir / "config.py")
     if cfg.get("load_from"):
         load_weights(exp.model, cfg.load_from)
     loggers = builders.build_loggers(cfg.get("loggers"), str(run_dir))
