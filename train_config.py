@@ -22,6 +22,7 @@ if os.getcwd() not in sys.path:
 
 import avalanche_ext  # noqa: E402, F401  (import fixes first, before mmengine/torchvision)
 from avalanche_ext.errors import ConfigError  # noqa: E402
+from avalanche_ext.safety import Interrupted  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Interrupted as err:
+        return err.exit_code  # the runner printed where the checkpoint is and how to resume
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

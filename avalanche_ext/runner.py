@@ -8,6 +8,7 @@ and writes ``results.json`` plus the report into a fresh timestamped run folder.
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import os
 import platform
@@ -36,8 +37,18 @@ from avalanche_ext.checkpoint import (
 )
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
+from avalanche_ext.probe import probe_model
 from avalanche_ext.recorder import PredictionRecorder
 from avalanche_ext.registry import LOGGERS, resolve_type
+from avalanche_ext.safety import (
+    EpochCheckpointer,
+    Interrupted,
+    StopRequest,
+    differs,
+    install_mid_experience_resume,
+    load_scheduler_states,
+    scheduler_states,
+)
 from avalanche_ext.scenario import BuiltScenario, stream_summary
 from avalanche_ext.strict import atomic_write_text, dump_config, scenario_config
 from avalanche_ext.utils.jsonable import to_jsonable
@@ -131,10 +142,9 @@ def _point_latest(run_dir: Path) -> None:
             tmp.unlink()
         tmp.symlink_to(run_dir.name, target_is_directory=True)
         os.replace(tmp, latest)
-    except OSError:
-        if latest.is_symlink():
-            latest.unlink()
-        latest.write_text(run_dir.name)
+    except OSError:  # no symlinks here: a text file, switched atomically as well
+        atomic_write_text(tmp, run_dir.name)
+        os.replace(tmp, latest)
 
 
 def find_resume_checkpoint(path: str | os.PathLike | None, work_dir: str | os.PathLike) -> Path:
@@ -246,7 +256,10 @@ class Experiment:
         self.device = resolve_device(device)
         self.seed = int(seed if seed is not None else cfg.get("seed", 0) or 0)
         seed_everything(self.seed)
-        self.scenario: BuiltScenario = builders.build_scenario(scenario_config(cfg))
+        scenario_cfg, transform_keys = scenario_config(cfg)  # pipelines resolved after merging
+        self.scenario: BuiltScenario = builders.build_scenario(
+            scenario_cfg, transform_keys=transform_keys
+        )
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
         self.eval_streams = _select_eval_streams(self.scenario, cfg.get("eval_streams"))
@@ -260,11 +273,14 @@ class Experiment:
         ):  # "No loggers specified": this evaluator logs nothing on purpose
             warnings.simplefilter("ignore")
             evaluator = builders.build_evaluator(cfg.get("metrics"), [], self.scenario)
-        self.strategy_type = type(
-            builders.build_strategy(
-                cfg.cl_strategy, self.model, evaluator, self.device, self.plugins
-            )
-        ).__name__
+        strategy = builders.build_strategy(
+            cfg.cl_strategy, self.model, evaluator, self.device, self.plugins
+        )
+        self.strategy_type = type(strategy).__name__
+        # One batch through model and loss (all state restored): a misfit fails before any write.
+        first = next(iter(self.scenario.benchmark.train_stream), None)
+        if first is not None:
+            probe_model(self.model, strategy._criterion, first, self.device, cfg.model)
 
     @property
     def scenario_type(self) -> str | None:
@@ -357,11 +373,26 @@ def run(
     else:
         run_dir = make_run_dir(work)
     try:
-        return _train(exp, cfg, run_dir, checkpoint, config_path, say, t_start)
+        with StopRequest() as stop:
+            return _train(exp, cfg, run_dir, checkpoint, config_path, say, t_start, stop)
+    except Interrupted as err:
+        err.run_dir = str(run_dir)
+        _write_interrupted(err, run_dir, config_path, say)
+        raise
     except BaseException:
         if checkpoint is None and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
+
+
+def _write_interrupted(err: Interrupted, run_dir: Path, config_path: str | None, say) -> None:
+    """results.json of an interrupted run: the numbers of the experiences done, how to resume."""
+    results = dict(load_checkpoint(err.checkpoint, key="--resume")["results"])
+    results.pop("_pca_prev", None)
+    command = f"python train_config.py {config_path or 'CONFIG'} --resume {run_dir}"
+    results.update(status="interrupted", checkpoint=err.checkpoint, resume_command=command)
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, allow_nan=False))
+    say(f"interrupted (signal {err.signum}): checkpoint {err.checkpoint}; resume with: {command}")
 
 
 def _train(
@@ -372,8 +403,10 @@ def _train(
     config_path: str | None,
     say: Callable[[str], None],
     t_start: float,
+    stop: StopRequest | None = None,
 ) -> dict[str, Any]:
     scenario = exp.scenario
+    stop = stop if stop is not None else StopRequest()
     if checkpoint is None:
         dump_config(cfg, run_dir / "config.py")
     if cfg.get("load_from"):
@@ -411,17 +444,37 @@ def _train(
         "per_class_accuracy_before_update": None,
     }
     start = 0
+    ckpt_cfg = cfg.get("checkpoint_config") or {}
+    interval = int(ckpt_cfg.get("interval", 0) or 0)
+    at = {"experience": 0, "start": None}  # the experience in training and its start payload
+    checkpointer = EpochCheckpointer(
+        lambda e: str(
+            _save(run_dir, at["experience"], exp, strategy, evaluator, results, e, at["start"])
+        ),
+        int(ckpt_cfg.get("epoch_interval", 0) or 0),
+        stop,
+    )
+    strategy.plugins.append(checkpointer)  # after the evaluator and clock: epoch fully done
     if checkpoint is not None:
         start = _restore(checkpoint, exp, strategy, evaluator, results)
+        if checkpoint.get("mid"):
+            checkpointer.start_epoch = int(checkpoint["mid"]["epoch"])
+            install_mid_experience_resume(
+                strategy,
+                checkpoint["mid"],
+                lambda mid: _restore_mid(mid, checkpoint["plugins"], exp, strategy, evaluator),
+            )
+            say(f"resuming experience {start + 1} after epoch {checkpoint['mid']['epoch']}")
         say(f"resumed from experience {start} of {len(train_stream)} ({run_dir})")
 
-    interval = int((cfg.get("checkpoint_config") or {}).get("interval", 0) or 0)
     discovery_log: list[dict[str, Any]] = []
     for i in range(start, len(train_stream)):
         experience = train_stream[i]
         say(f"experience {i + 1}/{len(train_stream)}: {len(experience.dataset)} training samples")
         is_last = i == len(train_stream) - 1
         t0 = time.time()
+        at["experience"] = i
+        at["start"] = copy.deepcopy(_payload(i, exp, strategy, evaluator, results))
         strategy.train(experience)
         train_time = time.time() - t0
         if is_last and len(train_stream) > 1 and scenario.hidden_labels:
@@ -458,8 +511,10 @@ def _train(
         results["_pca_prev"] = per_class_accuracy(y, p, scenario.num_classes)
         if i in scenario.hidden_labels:
             discovery_log.append(_discovery_training_facts(strategy, scenario, i))
-        if interval and ((i + 1) % interval == 0 or is_last):
-            _save(run_dir, i + 1, exp, strategy, evaluator, results)
+        if (interval and ((i + 1) % interval == 0 or is_last)) or (stop and not is_last):
+            saved = _save(run_dir, i + 1, exp, strategy, evaluator, results)
+            if stop and not is_last:
+                raise Interrupted(int(stop.signum), checkpoint=str(saved))
         say(
             f"experience {i + 1}/{len(train_stream)} done in {train_time:.1f}s; "
             f"test accuracy {_stream_metric(metrics, 'Top1_Acc_Stream', 'test_stream') or 0:.4f}"
@@ -492,7 +547,37 @@ def _discovery_training_facts(strategy, scenario: BuiltScenario, index: int) -> 
     return facts
 
 
-def _save(run_dir: Path, next_exp: int, exp: Experiment, strategy, evaluator, results) -> None:
+def _save(
+    run_dir: Path,
+    next_exp: int,
+    exp: Experiment,
+    strategy,
+    evaluator,
+    results,
+    epoch: int | None = None,
+    start: dict | None = None,
+) -> Path:
+    """Writes ``experience_{next_exp}.pth`` or, with ``epoch``, ``experience_{next_exp}_epoch_{epoch}
+    .pth`` (``start``: the payload captured when the experience began), and points ``latest.pth``
+    at it."""
+    payload = _payload(next_exp, exp, strategy, evaluator, results)
+    name = f"experience_{next_exp}.pth"
+    if epoch is not None:
+        mid = {k: payload[k] for k in _MID_KEYS}
+        mid.update(epoch=epoch, schedulers=scheduler_states(strategy))
+        payload = {**(start or {}), "mid": mid}
+        name = f"experience_{next_exp}_epoch_{epoch}.pth"
+    ckpt_dir = run_dir / "checkpoints"
+    save_checkpoint(ckpt_dir / name, payload)
+    shutil.copyfile(ckpt_dir / name, ckpt_dir / "latest.tmp")
+    os.replace(ckpt_dir / "latest.tmp", ckpt_dir / "latest.pth")
+    return ckpt_dir / name
+
+
+_MID_KEYS = ("model", "optimizer", "optimizer_param_names", "plugins", "evaluator", "clock", "rng")
+
+
+def _payload(next_exp: int, exp: Experiment, strategy, evaluator, results) -> dict:
     plugin_states = {}
     for i, plugin in enumerate(strategy.plugins):
         if hasattr(plugin, "state_dict") and not isinstance(plugin, torch.nn.Module):
@@ -510,10 +595,7 @@ def _save(run_dir: Path, next_exp: int, exp: Experiment, strategy, evaluator, re
         "results": json.loads(json.dumps(to_jsonable(results))),
         "seed": exp.seed,
     }
-    ckpt_dir = run_dir / "checkpoints"
-    save_checkpoint(ckpt_dir / f"experience_{next_exp}.pth", payload)
-    shutil.copyfile(ckpt_dir / f"experience_{next_exp}.pth", ckpt_dir / "latest.tmp")
-    os.replace(ckpt_dir / "latest.tmp", ckpt_dir / "latest.pth")
+    return payload
 
 
 def _optimizer_param_names(strategy, model: torch.nn.Module) -> list[str]:
@@ -598,6 +680,20 @@ def _restore(ckpt: dict, exp: Experiment, strategy, evaluator, results: dict) ->
     return int(ckpt["next_experience"])
 
 
+def _restore_mid(mid: dict, start_plugins: dict, exp: Experiment, strategy, evaluator) -> None:
+    """Loads the state after ``mid['epoch']`` epochs, once Avalanche has started the experience."""
+    exp.model.load_state_dict(mid["model"])
+    _restore_optimizer(strategy, exp.model, mid["optimizer"], mid["optimizer_param_names"])
+    load_scheduler_states(strategy, mid["schedulers"])
+    for i, plugin in enumerate(strategy.plugins):
+        name = _plugin_name(plugin, i)
+        if name in mid["plugins"] and differs(mid["plugins"][name], start_plugins.get(name)):
+            plugin.load_state_dict(mid["plugins"][name])
+    restore_state(evaluator, mid["evaluator"])
+    restore_state(strategy.clock, mid["clock"])
+    set_rng_state(mid["rng"])
+
+
 def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_dir, cfg, t_start):
     from avalanche_ext.report import summarize, write_report  # noqa: PLC0415
 
@@ -634,9 +730,10 @@ def _finalize(results, exp, strategy, recorder, evaluator, discovery_log, run_di
     results["long_tail_config"] = dict(cfg.get("long_tail", {}) or {})
     summarize(results)
     results["artifacts"] = {}
+    results["status"] = "completed"
     results = to_jsonable(results)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, allow_nan=False))
     artifacts = write_report(results, str(run_dir))
     results["artifacts"] = artifacts
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, allow_nan=False))
     return results

@@ -102,18 +102,23 @@ def check_keys(cfg: Config) -> None:
         )
 
 
-def scenario_config(cfg: Config) -> dict[str, Any]:
+def scenario_config(cfg: Config) -> tuple[dict[str, Any], dict[str, str]]:
     """The ``scenario`` dict with its transforms taken from the merged top-level pipelines.
 
     A missing ``train_transform`` / ``eval_transform`` (or the string ``'train_pipeline'`` /
     ``'test_pipeline'``) becomes the config's ``train_pipeline`` / ``test_pipeline``; an explicit
     list or ``None`` is kept.
 
+    Returns:
+        The scenario dict and, for each transform taken from the top level, the config key to name
+        in errors (``{"train_transform": "train_pipeline"}``).
+
     Raises:
         ConfigError: a string naming a pipeline the config does not define.
     """
     scenario = cfg["scenario"]
     scenario = scenario.to_dict() if hasattr(scenario, "to_dict") else dict(scenario)
+    keys: dict[str, str] = {}
     for key, top in _PIPELINES.items():
         value = scenario.get(key, top)
         if isinstance(value, str):
@@ -123,7 +128,8 @@ def scenario_config(cfg: Config) -> dict[str, Any]:
                 continue
             pipeline = cfg[value]
             scenario[key] = list(pipeline) if isinstance(pipeline, (list, tuple)) else pipeline
-    return scenario
+            keys[key] = value
+    return scenario, keys
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -181,6 +181,30 @@ class MMClassifier(DynamicModule):
             self.head.num_classes = num_classes
         return True
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Loads a state dict, first resizing the classifier to the saved number of rows.
+
+        The head's width is state here (it grows during a run), so a snapshot taken before the head
+        grew (e.g. a distillation teacher saved in a checkpoint) loads into a copy of the grown
+        model; rows are added or removed, the loaded weights then fill them.
+        """
+        weight = state_dict.get("head.fc.weight")
+        fc = self.head.fc
+        if (
+            isinstance(weight, torch.Tensor)
+            and weight.dim() == 2
+            and weight.shape[1] == fc.in_features
+            and weight.shape[0] != fc.out_features
+        ):
+            new = nn.Linear(fc.in_features, weight.shape[0], bias=fc.bias is not None)
+            new = new.to(device=fc.weight.device, dtype=fc.weight.dtype)
+            new.requires_grad_(fc.weight.requires_grad)
+            self.head.fc = new
+            self.active = torch.ones(weight.shape[0], dtype=torch.bool, device=self.active.device)
+            if hasattr(self.head, "num_classes"):
+                self.head.num_classes = weight.shape[0]
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def adaptation(self, experience) -> None:
         """Grows the head to cover the labels of an experience (hidden labels, -1, are ignored);
         only training experiences mark their classes as trained-on."""
