@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from avalanche.models import DynamicModule
+from avalanche.models.base_model import BaseModel
 from torch import nn
 
 from avalanche_ext.errors import ConfigError
@@ -57,7 +58,7 @@ def _normal_std(head_cfg: dict) -> float | None:
 
 
 @MODELS.register_module()
-class MMClassifier(DynamicModule):
+class MMClassifier(DynamicModule, BaseModel):
     """Backbone + neck + linear head built from mmpretrain dicts, with a growable classifier.
 
     Args:
@@ -131,6 +132,28 @@ class MMClassifier(DynamicModule):
         if self.mask_unseen and not self.training and not bool(self.active.all()):
             logits = logits.masked_fill(~self.active, self.MASK_VALUE)
         return logits
+
+    def get_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Avalanche's ``BaseModel`` feature interface (LFL, feature-based plugins): the pooled
+        features, as :meth:`extract_features`."""
+        return self.extract_features(x)
+
+    @property
+    def features(self) -> torch.Tensor | None:
+        """Avalanche's name for the last forward's features (``FeatureDistillationPlugin``)."""
+        return self.last_features
+
+    @features.setter
+    def features(self, value: torch.Tensor | None) -> None:
+        self.last_features = value
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out ``last_features``: it is the last forward's activation, a
+        non-leaf tensor that ``copy.deepcopy`` refuses (Avalanche's LwF and MIR deep-copy the
+        model)."""
+        state = self.__dict__.copy()
+        state["last_features"] = None
+        return state
 
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"logits", "features"}`` in one forward."""

@@ -27,7 +27,11 @@ def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as info:
         cifar.find_cifar100(tmp_path / "nowhere")
     msg = str(info.value)
-    assert "nowhere" in msg and "cifar-100-python.tar.xz" in msg and "nothing is ever downloaded" in msg
+    assert (
+        "nowhere" in msg
+        and "cifar-100-python.tar.xz" in msg
+        and "nothing is ever downloaded" in msg
+    )
 
 
 def test_corrupt_file_is_named(tmp_path):
