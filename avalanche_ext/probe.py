@@ -112,12 +112,15 @@ def probe_model(
     Raises:
         ConfigError: the batch does not go through (naming ``model.*`` or ``cl_strategy.loss``).
     """
-    batch = probe_batch(experience)
+    rng = get_rng_state()  # before the batch: its random transforms draw numbers too
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        batch = probe_batch(experience)
+    finally:
+        set_rng_state(rng)
     if batch is None:
         return
     x, y = batch
-    rng = get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     state = copy.deepcopy(model.state_dict())
     modes = {name: m.training for name, m in model.named_modules()}
     last = getattr(model, "last_features", None)
