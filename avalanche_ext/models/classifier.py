@@ -219,8 +219,16 @@ class MMClassifier(DynamicModule, BaseModel):
             and weight.shape[1] == fc.in_features
             and weight.shape[0] != fc.out_features
         ):
-            new = nn.Linear(fc.in_features, weight.shape[0], bias=fc.bias is not None)
-            new = new.to(device=fc.weight.device, dtype=fc.weight.dtype)
+            # skip_init: no random initialisation (the weights are loaded next), so loading never
+            # draws from the RNG (a resumed run must draw the numbers an uninterrupted one does).
+            new = torch.nn.utils.skip_init(
+                nn.Linear,
+                fc.in_features,
+                weight.shape[0],
+                bias=fc.bias is not None,
+                device=fc.weight.device,
+                dtype=fc.weight.dtype,
+            )
             new.requires_grad_(fc.weight.requires_grad)
             self.head.fc = new
             self.active = torch.ones(weight.shape[0], dtype=torch.bool, device=self.active.device)
