@@ -88,7 +88,9 @@ def test_head_that_does_not_fit_fails_before_any_write(tmp_path):
 
 
 def test_loss_that_does_not_fit_names_the_loss():
-    cfg = load_config(SYNTHETIC_CONFIG, {"cl_strategy.loss": dict(_delete_=True, type="BCEWithLogitsLoss")})
+    cfg = load_config(
+        SYNTHETIC_CONFIG, {"cl_strategy.loss": dict(_delete_=True, type="BCEWithLogitsLoss")}
+    )
     with pytest.raises(ConfigError, match=r"^cl_strategy.loss: does not fit logits \(2, 2\)"):
         Experiment(cfg)
 
