@@ -61,7 +61,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except (RecursionError, AssertionError, ValueError, SyntaxError) as err:
+        # mmengine's DictAction fails on values it cannot parse (e.g. "x=dict(a=1)")
+        print(
+            f"error: --cfg-options: cannot parse the overrides ({type(err).__name__})",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
     try:
         from avalanche_ext.config import load_config  # noqa: PLC0415
         from avalanche_ext.runner import run  # noqa: PLC0415

@@ -170,13 +170,21 @@ def check_arguments(obj: Callable, kwargs: dict, key: str) -> None:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return
-    params = sig.parameters
+    params = dict(sig.parameters)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if inspect.isclass(obj) and obj.__module__.startswith("avalanche.training"):
+        # Avalanche strategies pass **kwargs up their class chain: the valid keys are the union
+        for base in obj.__mro__[1:]:
+            init = base.__dict__.get("__init__")
+            if init is not None and base is not object:
+                try:
+                    for n, p in inspect.signature(init).parameters.items():
+                        params.setdefault(n, p)
+                except (TypeError, ValueError):
+                    continue
+        params = {n: p for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        valid = [
-            n
-            for n, p in params.items()
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        ]
+        valid = [n for n, p in params.items() if p.kind in named and n != "self"]
         for name in kwargs:
             if name not in valid:
                 close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)

@@ -82,7 +82,7 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError as err:
-        raise ConfigError(f"--device: {err}") from None
+        raise ConfigError(f"--device {name}: expected cpu, cuda or cuda:N ({err})") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
@@ -361,6 +361,8 @@ def run(
     if dry_run:
         return exp.describe()
 
+    if cfg.get("load_from"):  # before the run folder exists: a bad file writes nothing
+        load_weights(exp.model, cfg.load_from)
     name = Path(config_path).stem if config_path else "run"
     work = Path(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
     checkpoint = None
@@ -369,6 +371,7 @@ def run(
         checkpoint = load_checkpoint(ckpt_path, key="--resume")
         if checkpoint.get("format") is None:
             raise ConfigError(f"--resume: {ckpt_path} is not an avalanche-ext checkpoint")
+        check_resume_fits(checkpoint, exp, ckpt_path)
         run_dir = ckpt_path.parent.parent
     else:
         run_dir = make_run_dir(work)
@@ -409,8 +412,6 @@ def _train(
     stop = stop if stop is not None else StopRequest()
     if checkpoint is None:
         dump_config(cfg, run_dir / "config.py")
-    if cfg.get("load_from"):
-        load_weights(exp.model, cfg.load_from)
     loggers = builders.build_loggers(cfg.get("loggers"), str(run_dir))
     evaluator = builders.build_evaluator(cfg.get("metrics"), loggers, scenario)
     recorder = PredictionRecorder()
@@ -645,6 +646,44 @@ def _restore_optimizer(strategy, model: torch.nn.Module, state: dict, names: lis
     except ValueError as err:
         raise ConfigError(f"--resume: optimizer state does not fit ({err})") from None
     strategy.optimized_param_id = dict(model.named_parameters())
+
+
+def check_resume_fits(ckpt: dict, exp: Experiment, path: Path) -> None:
+    """Seed and model of a checkpoint against this run's, before anything is written.
+
+    Raises:
+        ConfigError: another seed, or model weights whose names or shapes do not fit (the head's
+            rows may differ: it grows during a run).
+    """
+    if ckpt.get("seed") != exp.seed:
+        raise ConfigError(
+            f"--resume: the checkpoint was made with seed {ckpt.get('seed')}, not {exp.seed}"
+        )
+    state = ckpt.get("model")
+    if not isinstance(state, dict):
+        raise ConfigError(f"--resume: {path} holds no model")
+    own = exp.model.state_dict()
+    grows = ("head.fc.", "active")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        k for k in own if k in state and not k.startswith(grows) and own[k].shape != state[k].shape
+    ]
+    for i, plugin in enumerate(exp.plugins):  # the configured plugins come first
+        stateless = type(plugin).__name__ in _STATELESS_PLUGINS
+        if _plugin_name(plugin, i) not in ckpt.get("plugins", {}) and not stateless:
+            raise ConfigError(
+                f"--resume: plugin {type(plugin).__name__} keeps state that it cannot checkpoint "
+                "(no state_dict); rerun without --resume"
+            )
+    if missing or unexpected or wrong:
+        detail = (missing and f"missing {missing[:2]}") or (
+            unexpected and f"unexpected {unexpected[:2]}"
+        )
+        raise ConfigError(
+            f"--resume: {path} was made with another model "
+            f"({detail or f'shape mismatch for {wrong[:2]}'}); resume with the run's own config"
+        )
 
 
 def _restore(ckpt: dict, exp: Experiment, strategy, evaluator, results: dict) -> int:
