@@ -29,6 +29,7 @@ __all__ = [
     "check_keys",
     "register_top_level_key",
     "scenario_config",
+    "resolve_pipelines",
     "dump_config",
     "atomic_write_text",
     "did_you_mean",
@@ -118,7 +119,8 @@ def scenario_config(cfg: Config) -> tuple[dict[str, Any], dict[str, str]]:
     """
     scenario = cfg["scenario"]
     scenario = scenario.to_dict() if hasattr(scenario, "to_dict") else dict(scenario)
-    keys: dict[str, str] = {}
+    known = cfg.get("_transform_keys")
+    keys: dict[str, str] = dict(known.to_dict() if hasattr(known, "to_dict") else known or {})
     for key, top in _PIPELINES.items():
         value = scenario.get(key, top)
         if isinstance(value, str):
@@ -130,6 +132,15 @@ def scenario_config(cfg: Config) -> tuple[dict[str, Any], dict[str, str]]:
             scenario[key] = list(pipeline) if isinstance(pipeline, (list, tuple)) else pipeline
             keys[key] = value
     return scenario, keys
+
+
+def resolve_pipelines(cfg: Config) -> None:
+    """Fills the scenario's transforms from the merged top-level pipelines, in place (after
+    ``_base_`` merging and ``--cfg-options``), so code reading ``cfg.scenario`` sees them; which
+    top-level key each came from is kept in ``cfg._transform_keys`` (for error messages)."""
+    scenario, keys = scenario_config(cfg)
+    cfg.scenario = scenario
+    cfg._transform_keys = keys
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
