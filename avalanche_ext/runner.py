@@ -277,6 +277,7 @@ class Experiment:
             cfg.cl_strategy, self.model, evaluator, self.device, self.plugins
         )
         self.strategy_type = type(strategy).__name__
+        self.resume_refusal = resume_refusal(strategy, self.plugins)
         # One batch through model and loss (all state restored): a misfit fails before any write.
         first = next(iter(self.scenario.benchmark.train_stream), None)
         if first is not None:
@@ -648,6 +649,38 @@ def _restore_optimizer(strategy, model: torch.nn.Module, state: dict, names: lis
     strategy.optimized_param_id = dict(model.named_parameters())
 
 
+# Strategies whose only state is the model, optimizer and plugins (which the runner checkpoints).
+_RESUMABLE_STRATEGIES = {"Naive", "FromScratchTraining"}
+# Plugins a strategy adds itself whose state the runner restores or rebuilds.
+_INTERNAL_PLUGINS = {
+    "EvaluationPlugin",
+    "Clock",
+    "PeriodicEval",
+    "ExperienceLRScheduler",
+    "LossEpochUpdater",
+    "LRSchedulerPlugin",
+}
+
+
+def resume_refusal(strategy, configured: list) -> str | None:
+    """Why a run of this strategy could not be resumed exactly (None: it can).
+
+    Avalanche strategies other than ``Naive`` keep state of their own (a replay buffer, importance
+    weights, a teacher, the accumulated dataset) that has no checkpoint form; resuming them would
+    silently start that state from scratch, so ``--resume`` refuses them.
+    """
+    name = type(strategy).__name__
+    if name not in _RESUMABLE_STRATEGIES and not callable(getattr(strategy, "state_dict", None)):
+        return f"strategy {name} keeps state of its own that cannot be checkpointed"
+    for plugin in strategy.plugins:
+        kind = type(plugin).__name__
+        if any(plugin is p for p in configured) or kind in _INTERNAL_PLUGINS:
+            continue
+        if not callable(getattr(plugin, "state_dict", None)):
+            return f"strategy {name} uses {kind}, which keeps state that cannot be checkpointed"
+    return None
+
+
 def check_resume_fits(ckpt: dict, exp: Experiment, path: Path) -> None:
     """Seed and model of a checkpoint against this run's, before anything is written.
 
@@ -669,6 +702,8 @@ def check_resume_fits(ckpt: dict, exp: Experiment, path: Path) -> None:
     wrong = [
         k for k in own if k in state and not k.startswith(grows) and own[k].shape != state[k].shape
     ]
+    if exp.resume_refusal:
+        raise ConfigError(f"--resume: {exp.resume_refusal}; rerun without --resume")
     for i, plugin in enumerate(exp.plugins):  # the configured plugins come first
         stateless = type(plugin).__name__ in _STATELESS_PLUGINS
         if _plugin_name(plugin, i) not in ckpt.get("plugins", {}) and not stateless:

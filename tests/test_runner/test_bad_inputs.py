@@ -228,6 +228,22 @@ CASES = [
         "leaf:cl_strategy = dict(plugins=[dict(type='EWCPlugin', ewc_lambda=1)])::--resume {run}",
         "EWCPlugin",
     ),
+    (
+        "resume-stateful-strategy",
+        ["--resume", "{run}", "--cfg-options", "cl_strategy.type=Cumulative"],
+        "strategy Cumulative keeps state",
+    ),
+    (
+        "resume-strategy-internal-plugin",
+        [
+            "--resume",
+            "{run}",
+            "--cfg-options",
+            "cl_strategy.type=EWC",
+            "cl_strategy.ewc_lambda=1.0",
+        ],
+        "strategy EWC keeps state",
+    ),
 ]
 
 
