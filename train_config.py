@@ -25,6 +25,7 @@ if os.getcwd() not in sys.path:
 
 import avalanche_ext  # noqa: E402, F401  (import fixes first, before mmengine/torchvision)
 from avalanche_ext.errors import ConfigError  # noqa: E402
+from avalanche_ext.safety import Interrupted  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -79,7 +80,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except (RecursionError, AssertionError, ValueError, SyntaxError) as err:
+        # mmengine's DictAction fails on values it cannot parse (e.g. "x=dict(a=1)")
+        print(
+            f"error: --cfg-options: cannot parse the overrides ({type(err).__name__})",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
     from avalanche_ext import distributed  # noqa: PLC0415
 
     if args.local_rank is not None:
@@ -109,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Interrupted as err:
+        return err.exit_code  # the runner printed where the checkpoint is and how to resume
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

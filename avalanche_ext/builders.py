@@ -55,12 +55,15 @@ def _plain(cfg: Any) -> Any:
     return copy.deepcopy(cfg)
 
 
-def build_scenario(cfg: dict, key: str = "scenario") -> BuiltScenario:
+def build_scenario(
+    cfg: dict, key: str = "scenario", transform_keys: dict[str, str] | None = None
+) -> BuiltScenario:
     """Builds the scenario; ``dataset_type`` is accepted as an alias of ``type`` (original demo).
 
     Args:
         cfg: the ``scenario`` dict; ``train_transform`` / ``eval_transform`` may be transform-dict lists.
         key: config key for errors.
+        transform_keys: the config key each transform came from (``train_pipeline``...), for errors.
     """
     cfg = _plain(cfg)
     if "dataset_type" in cfg:
@@ -69,7 +72,8 @@ def build_scenario(cfg: dict, key: str = "scenario") -> BuiltScenario:
             raise ConfigError(f"{key}: both type={cfg['type']!r} and dataset_type={alias!r} given")
     for name in ("train_transform", "eval_transform"):
         if name in cfg:
-            cfg[name] = build_pipeline(cfg[name], key=f"{key}.{name}")
+            where = (transform_keys or {}).get(name, f"{key}.{name}")
+            cfg[name] = build_pipeline(cfg[name], key=where)
     built = build(SCENARIOS, cfg, key=key)
     if isinstance(built, BuiltScenario):
         return built

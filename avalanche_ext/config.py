@@ -10,6 +10,7 @@ from typing import Any
 from mmengine.config import Config
 
 from avalanche_ext.errors import ConfigError
+from avalanche_ext.strict import check_keys, resolve_pipelines
 
 __all__ = ["load_config", "resolve_config_path", "validate_config", "REQUIRED_KEYS"]
 
@@ -115,7 +116,9 @@ def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Con
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     import_custom_modules(cfg)
+    check_keys(cfg)
     validate_config(cfg)
+    resolve_pipelines(cfg)  # after merging: a leaf's or --cfg-options' pipeline wins
     return cfg
 
 

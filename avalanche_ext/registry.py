@@ -76,6 +76,36 @@ FALLBACKS: dict[int, list[Any]] = {
     id(LOSSES): [MMPRETRAIN_MODELS, "torch.nn"],
 }
 _LOCAL_PACKAGES = {id(MODELS): ["avalanche_ext.models"]}
+# Avalanche types that need another model family (or inputs a config cannot give): resolving one
+# fails with this reason instead of a traceback deep in training.
+NEEDS_OTHER_MODEL: dict[str, str] = {
+    "PNNStrategy": "a progressive neural network (PNN) model",
+    "AR1": "its own MobileNet with latent replay layers",
+    "ICaRL": "a separate feature extractor and NCM classifier",
+    "StreamingLDA": "a frozen feature extractor and an SLDA model",
+    "SCR": "a contrastive (projection-head) model",
+    "ER_AML": "a separate feature extractor",
+    "CoPE": "an embedding model with prototypes",
+    "CoPEPlugin": "an embedding model with prototypes",
+    "PackNet": "a PackNetModel",
+    "ExpertGateStrategy": "its own expert-gate model",
+    "LearningToPrompt": "a pretrained vision transformer",
+    "GenerativeReplay": "a generator model",
+    "GenerativeReplayPlugin": "a generator model",
+    "TrainGeneratorAfterExpPlugin": "a generator model",
+    "VAETraining": "a variational autoencoder",
+    "AETraining": "an autoencoder",
+    "CWRStar": "the name of a layer inside a fixed-size classifier",
+    "CWRStarPlugin": "the model object and a layer name",
+    "FeatureReplay": "a split model (frozen feature extractor + last layer)",
+    "LRSchedulerPlugin": "a built scheduler object (use cl_strategy.scheduler)",
+    "NCMOracle": "an NCM classifier",
+    "FeCAMOracle": "a FeCAM classifier",
+    "CurrentDataNCMUpdate": "an NCM classifier",
+    "MemoryNCMUpdate": "an NCM classifier",
+    "CurrentDataFeCAMUpdate": "a FeCAM classifier",
+    "MemoryFeCAMUpdate": "a FeCAM classifier",
+}
 
 
 def _ensure_imported(registry: Registry) -> None:
@@ -122,6 +152,11 @@ def resolve_type(registry: Registry, name: str, key: str = "type") -> Callable:
             obj = getattr(importlib.import_module(source), name, None)
             obj = obj if callable(obj) else None
         if obj is not None:
+            if name in NEEDS_OTHER_MODEL and not isinstance(source, Registry):
+                raise ConfigError(
+                    f"{key}.type: {name} needs {NEEDS_OTHER_MODEL[name]}; it cannot run with "
+                    "MMClassifier models from a config"
+                )
             return obj
         candidates += _public_names(source)
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.5)
@@ -135,6 +170,28 @@ def check_arguments(obj: Callable, kwargs: dict, key: str) -> None:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return
+    params = dict(sig.parameters)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if inspect.isclass(obj) and obj.__module__.startswith("avalanche.training"):
+        # Avalanche strategies pass **kwargs up their class chain: the valid keys are the union
+        for base in obj.__mro__[1:]:
+            init = base.__dict__.get("__init__")
+            if init is not None and base is not object:
+                try:
+                    for n, p in inspect.signature(init).parameters.items():
+                        params.setdefault(n, p)
+                except (TypeError, ValueError):
+                    continue
+        params = {n: p for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        valid = [n for n, p in params.items() if p.kind in named and n != "self"]
+        for name in kwargs:
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {valid}"
+                raise ConfigError(
+                    f"{key}.{name}: unexpected key for type {getattr(obj, '__name__', obj)!s}{hint}"
+                )
     try:
         sig.bind(**kwargs)
     except TypeError as err:

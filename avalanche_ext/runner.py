@@ -8,6 +8,7 @@ and writes ``results.json`` plus the report into a fresh timestamped run folder.
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import os
 import platform
@@ -38,10 +39,21 @@ from avalanche_ext.errors import ConfigError
 from avalanche_ext.metrics.discovery import map_predictions, training_mapping
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.ncd_state import DiscoveryState, discovery_state
+from avalanche_ext.probe import probe_model
 from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
 from avalanche_ext.registry import LOGGERS, resolve_type
 from avalanche_ext.runtime import parse_runtime, runtime_plugins
+from avalanche_ext.safety import (
+    EpochCheckpointer,
+    Interrupted,
+    StopRequest,
+    differs,
+    install_mid_experience_resume,
+    load_scheduler_states,
+    scheduler_states,
+)
 from avalanche_ext.scenario import BuiltScenario, stream_summary
+from avalanche_ext.strict import atomic_write_text, dump_config, scenario_config
 from avalanche_ext.utils.jsonable import to_jsonable
 
 __all__ = ["run", "resolve_device", "make_run_dir", "find_resume_checkpoint", "Experiment"]
@@ -73,7 +85,7 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError as err:
-        raise ConfigError(f"--device: {err}") from None
+        raise ConfigError(f"--device {name}: expected cpu, cuda or cuda:N ({err})") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
@@ -133,10 +145,9 @@ def _point_latest(run_dir: Path) -> None:
             tmp.unlink()
         tmp.symlink_to(run_dir.name, target_is_directory=True)
         os.replace(tmp, latest)
-    except OSError:
-        if latest.is_symlink():
-            latest.unlink()
-        latest.write_text(run_dir.name)
+    except OSError:  # no symlinks here: a text file, switched atomically as well
+        atomic_write_text(tmp, run_dir.name)
+        os.replace(tmp, latest)
 
 
 def find_resume_checkpoint(path: str | os.PathLike | None, work_dir: str | os.PathLike) -> Path:
@@ -249,7 +260,10 @@ class Experiment:
         self.seed = int(seed if seed is not None else cfg.get("seed", 0) or 0)
         self.runtime = parse_runtime(cfg)
         seed_everything(self.seed)
-        self.scenario: BuiltScenario = builders.build_scenario(cfg.scenario)
+        scenario_cfg, transform_keys = scenario_config(cfg)  # pipelines resolved after merging
+        self.scenario: BuiltScenario = builders.build_scenario(
+            scenario_cfg, transform_keys=transform_keys
+        )
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
         self.eval_streams = _select_eval_streams(self.scenario, cfg.get("eval_streams"))
@@ -264,11 +278,15 @@ class Experiment:
         ):  # "No loggers specified": this evaluator logs nothing on purpose
             warnings.simplefilter("ignore")
             evaluator = builders.build_evaluator(cfg.get("metrics"), [], self.scenario)
-        self.strategy_type = type(
-            builders.build_strategy(
-                cfg.cl_strategy, self.model, evaluator, self.device, self.plugins
-            )
-        ).__name__
+        strategy = builders.build_strategy(
+            cfg.cl_strategy, self.model, evaluator, self.device, self.plugins
+        )
+        self.strategy_type = type(strategy).__name__
+        self.resume_refusal = resume_refusal(strategy, self.plugins)
+        # One batch through model and loss (all state restored): a misfit fails before any write.
+        first = next(iter(self.scenario.benchmark.train_stream), None)
+        if first is not None:
+            probe_model(self.model, strategy._criterion, first, self.device, cfg.model)
 
     @property
     def scenario_type(self) -> str | None:
@@ -354,6 +372,8 @@ def run(
     if dry_run:
         return exp.describe()
 
+    if cfg.get("load_from"):  # before the run folder exists: a bad file writes nothing
+        load_weights(exp.model, cfg.load_from)
     name = Path(config_path).stem if config_path else "run"
     work = Path(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
     checkpoint = None
@@ -366,15 +386,34 @@ def run(
         )
         if checkpoint.get("format") is None:
             raise ConfigError(f"--resume: {ckpt_path} is not an avalanche-ext checkpoint")
+        check_resume_fits(checkpoint, exp, ckpt_path, fresh_plugins_ok)
         run_dir = ckpt_path.parent.parent
     else:
         run_dir = distributed.run_on_main(make_run_dir, work)  # rank 0 alone writes
     try:
-        return _train(exp, cfg, run_dir, checkpoint, config_path, say, t_start, fresh_plugins_ok)
+        with StopRequest() as stop:
+            return _train(
+                exp, cfg, run_dir, checkpoint, config_path, say, t_start, stop, fresh_plugins_ok
+            )
+    except Interrupted as err:
+        err.run_dir = str(run_dir)
+        if distributed.is_main():
+            _write_interrupted(err, run_dir, config_path, say)
+        raise
     except BaseException:
         if distributed.is_main() and checkpoint is None and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
+
+
+def _write_interrupted(err: Interrupted, run_dir: Path, config_path: str | None, say) -> None:
+    """results.json of an interrupted run: the numbers of the experiences done, how to resume."""
+    results = dict(load_checkpoint(err.checkpoint, key="--resume")["results"])
+    results.pop("_pca_prev", None)
+    command = f"python train_config.py {config_path or 'CONFIG'} --resume {run_dir}"
+    results.update(status="interrupted", checkpoint=err.checkpoint, resume_command=command)
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, allow_nan=False))
+    say(f"interrupted (signal {err.signum}): checkpoint {err.checkpoint}; resume with: {command}")
 
 
 def _train(
@@ -385,13 +424,13 @@ def _train(
     config_path: str | None,
     say: Callable[[str], None],
     t_start: float,
+    stop: StopRequest | None = None,
     fresh_plugins_ok: bool = False,
 ) -> dict[str, Any]:
     scenario = exp.scenario
+    stop = stop if stop is not None else StopRequest()
     if checkpoint is None and distributed.is_main():
-        cfg.dump(str(run_dir / "config.py"))
-    if cfg.get("load_from"):
-        load_weights(exp.model, cfg.load_from)
+        dump_config(cfg, run_dir / "config.py")
     loggers = (
         builders.build_loggers(cfg.get("loggers"), str(run_dir)) if distributed.is_main() else []
     )
@@ -442,11 +481,29 @@ def _train(
         "per_class_accuracy_before_update": None,
     }
     start = 0
+    ckpt_cfg = cfg.get("checkpoint_config") or {}
+    interval = int(ckpt_cfg.get("interval", 0) or 0)
+    at = {"experience": 0, "start": None}  # the experience in training and its start payload
+    checkpointer = EpochCheckpointer(
+        lambda e: str(
+            _save(run_dir, at["experience"], exp, strategy, evaluator, results, e, at["start"])
+        ),
+        int(ckpt_cfg.get("epoch_interval", 0) or 0),
+        stop,
+    )
+    strategy.plugins.append(checkpointer)  # after the evaluator and clock: epoch fully done
     if checkpoint is not None:
         start = _restore(checkpoint, exp, strategy, evaluator, results, fresh_plugins_ok)
+        if checkpoint.get("mid"):
+            checkpointer.start_epoch = int(checkpoint["mid"]["epoch"])
+            install_mid_experience_resume(
+                strategy,
+                checkpoint["mid"],
+                lambda mid: _restore_mid(mid, checkpoint["plugins"], exp, strategy, evaluator),
+            )
+            say(f"resuming experience {start + 1} after epoch {checkpoint['mid']['epoch']}")
         say(f"resumed from experience {start} of {len(train_stream)} ({run_dir})")
 
-    interval = int((cfg.get("checkpoint_config") or {}).get("interval", 0) or 0)
     discovery_log: list[dict[str, Any]] = results.pop("_discovery_log", None) or []
     known = list(range(scenario.initial_num_classes or scenario.num_classes))
     hidden = bool(scenario.hidden_labels)
@@ -457,6 +514,8 @@ def _train(
         is_last = i == len(train_stream) - 1
         strategy.train_epochs = epochs_for(cfg.cl_strategy.get("train_epochs", 1), i)
         t0 = time.time()
+        at["experience"] = i
+        at["start"] = copy.deepcopy(_payload(i, exp, strategy, evaluator, results))
         strategy.train(experience)
         train_time = time.time() - t0
         if i in scenario.hidden_labels:
@@ -511,10 +570,16 @@ def _train(
         else:
             results["accuracy_matrix"].append(_accuracy_row(metrics, test_name + "_stream", n_test))
         results["_pca_prev"] = per_class_accuracy(y, p, scenario.num_classes)
-        if interval and ((i + 1) % interval == 0 or is_last) and distributed.is_main():
+        if (interval and ((i + 1) % interval == 0 or is_last)) or (stop and not is_last):
             results["_discovery_log"] = discovery_log
-            _save(run_dir, i + 1, exp, strategy, evaluator, results)
+            saved = (
+                _save(run_dir, i + 1, exp, strategy, evaluator, results)
+                if distributed.is_main()
+                else None
+            )
             results.pop("_discovery_log", None)
+            if stop and not is_last:
+                raise Interrupted(int(stop.signum), checkpoint=str(saved))
         say(
             f"experience {i + 1}/{len(train_stream)} done in {train_time:.1f}s; "
             f"test accuracy {_stream_metric(metrics, 'Top1_Acc_Stream', 'test_stream') or 0:.4f}"
@@ -588,7 +653,37 @@ def known_view(scenario: BuiltScenario) -> dict[str, Any]:
     }
 
 
-def _save(run_dir: Path, next_exp: int, exp: Experiment, strategy, evaluator, results) -> None:
+def _save(
+    run_dir: Path,
+    next_exp: int,
+    exp: Experiment,
+    strategy,
+    evaluator,
+    results,
+    epoch: int | None = None,
+    start: dict | None = None,
+) -> Path:
+    """Writes ``experience_{next_exp}.pth`` or, with ``epoch``, ``experience_{next_exp}_epoch_{epoch}
+    .pth`` (``start``: the payload captured when the experience began), and points ``latest.pth``
+    at it."""
+    payload = _payload(next_exp, exp, strategy, evaluator, results)
+    name = f"experience_{next_exp}.pth"
+    if epoch is not None:
+        mid = {k: payload[k] for k in _MID_KEYS}
+        mid.update(epoch=epoch, schedulers=scheduler_states(strategy))
+        payload = {**(start or {}), "mid": mid}
+        name = f"experience_{next_exp}_epoch_{epoch}.pth"
+    ckpt_dir = run_dir / "checkpoints"
+    save_checkpoint(ckpt_dir / name, payload)
+    shutil.copyfile(ckpt_dir / name, ckpt_dir / "latest.tmp")
+    os.replace(ckpt_dir / "latest.tmp", ckpt_dir / "latest.pth")
+    return ckpt_dir / name
+
+
+_MID_KEYS = ("model", "optimizer", "optimizer_param_names", "plugins", "evaluator", "clock", "rng")
+
+
+def _payload(next_exp: int, exp: Experiment, strategy, evaluator, results) -> dict:
     plugin_states = {}
     for i, plugin in enumerate(strategy.plugins):
         if hasattr(plugin, "state_dict") and not isinstance(plugin, torch.nn.Module):
@@ -607,10 +702,7 @@ def _save(run_dir: Path, next_exp: int, exp: Experiment, strategy, evaluator, re
         "results": json.loads(json.dumps(to_jsonable(results))),
         "seed": exp.seed,
     }
-    ckpt_dir = run_dir / "checkpoints"
-    save_checkpoint(ckpt_dir / f"experience_{next_exp}.pth", payload)
-    shutil.copyfile(ckpt_dir / f"experience_{next_exp}.pth", ckpt_dir / "latest.tmp")
-    os.replace(ckpt_dir / "latest.tmp", ckpt_dir / "latest.pth")
+    return payload
 
 
 def _optimizer_param_names(strategy, model: torch.nn.Module) -> list[str]:
@@ -662,6 +754,81 @@ def _restore_optimizer(strategy, model: torch.nn.Module, state: dict, names: lis
     strategy.optimized_param_id = dict(model.named_parameters())
 
 
+# Strategies whose only state is the model, optimizer and plugins (which the runner checkpoints).
+_RESUMABLE_STRATEGIES = {"Naive", "FromScratchTraining"}
+# Plugins a strategy adds itself whose state the runner restores or rebuilds.
+_INTERNAL_PLUGINS = {
+    "EvaluationPlugin",
+    "Clock",
+    "PeriodicEval",
+    "ExperienceLRScheduler",
+    "LossEpochUpdater",
+    "LRSchedulerPlugin",
+}
+
+
+def resume_refusal(strategy, configured: list) -> str | None:
+    """Why a run of this strategy could not be resumed exactly (None: it can).
+
+    Avalanche strategies other than ``Naive`` keep state of their own (a replay buffer, importance
+    weights, a teacher, the accumulated dataset) that has no checkpoint form; resuming them would
+    silently start that state from scratch, so ``--resume`` refuses them.
+    """
+    name = type(strategy).__name__
+    if name not in _RESUMABLE_STRATEGIES and not callable(getattr(strategy, "state_dict", None)):
+        return f"strategy {name} keeps state of its own that cannot be checkpointed"
+    for plugin in strategy.plugins:
+        kind = type(plugin).__name__
+        if any(plugin is p for p in configured) or kind in _INTERNAL_PLUGINS:
+            continue
+        if not callable(getattr(plugin, "state_dict", None)):
+            return f"strategy {name} uses {kind}, which keeps state that cannot be checkpointed"
+    return None
+
+
+def check_resume_fits(
+    ckpt: dict, exp: Experiment, path: Path, fresh_plugins_ok: bool = False
+) -> None:
+    """Seed and model of a checkpoint against this run's, before anything is written.
+
+    Raises:
+        ConfigError: another seed, or model weights whose names or shapes do not fit (the head's
+            rows may differ: it grows during a run).
+    """
+    if ckpt.get("seed") != exp.seed:
+        raise ConfigError(
+            f"--resume: the checkpoint was made with seed {ckpt.get('seed')}, not {exp.seed}"
+        )
+    state = ckpt.get("model")
+    if not isinstance(state, dict):
+        raise ConfigError(f"--resume: {path} holds no model")
+    own = exp.model.state_dict()
+    grows = ("head.fc.", "active")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        k for k in own if k in state and not k.startswith(grows) and own[k].shape != state[k].shape
+    ]
+    if exp.resume_refusal:
+        raise ConfigError(f"--resume: {exp.resume_refusal}; rerun without --resume")
+    for i, plugin in enumerate(exp.plugins):  # the configured plugins come first
+        stateless = type(plugin).__name__ in _STATELESS_PLUGINS
+        missing_state = _plugin_name(plugin, i) not in ckpt.get("plugins", {})
+        if missing_state and not stateless and not fresh_plugins_ok:
+            raise ConfigError(
+                f"--resume: plugin {type(plugin).__name__} keeps state that it cannot checkpoint "
+                "(no state_dict); rerun without --resume"
+            )
+    if missing or unexpected or wrong:
+        detail = (missing and f"missing {missing[:2]}") or (
+            unexpected and f"unexpected {unexpected[:2]}"
+        )
+        raise ConfigError(
+            f"--resume: {path} was made with another model "
+            f"({detail or f'shape mismatch for {wrong[:2]}'}); resume with the run's own config"
+        )
+
+
 def _restore(
     ckpt: dict, exp: Experiment, strategy, evaluator, results: dict, fresh_plugins_ok: bool = False
 ) -> int:
@@ -700,6 +867,20 @@ def _restore(
     results["_discovery_log"] = saved.get("_discovery_log")
     set_rng_state(ckpt["rng"])
     return int(ckpt["next_experience"])
+
+
+def _restore_mid(mid: dict, start_plugins: dict, exp: Experiment, strategy, evaluator) -> None:
+    """Loads the state after ``mid['epoch']`` epochs, once Avalanche has started the experience."""
+    exp.model.load_state_dict(mid["model"])
+    _restore_optimizer(strategy, exp.model, mid["optimizer"], mid["optimizer_param_names"])
+    load_scheduler_states(strategy, mid["schedulers"])
+    for i, plugin in enumerate(strategy.plugins):
+        name = _plugin_name(plugin, i)
+        if name in mid["plugins"] and differs(mid["plugins"][name], start_plugins.get(name)):
+            plugin.load_state_dict(mid["plugins"][name])
+    restore_state(evaluator, mid["evaluator"])
+    restore_state(strategy.clock, mid["clock"])
+    set_rng_state(mid["rng"])
 
 
 def _finalize(results, exp, strategy, records, evaluator, discovery_log, run_dir, cfg, t_start):
@@ -752,11 +933,12 @@ def _finalize(results, exp, strategy, records, evaluator, discovery_log, run_dir
     results["long_tail_config"] = dict(cfg.get("long_tail", {}) or {})
     summarize(results)
     results["artifacts"] = {}
+    results["status"] = "completed"
     results = to_jsonable(results)
     if not distributed.is_main():  # rank 0 alone writes
         return results
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, allow_nan=False))
     artifacts = write_report(results, str(run_dir))
     results["artifacts"] = artifacts
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, allow_nan=False))
     return results

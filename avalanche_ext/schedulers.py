@@ -64,6 +64,16 @@ class ExperienceLRScheduler(SupervisedPlugin, supports_distributed=True):
         self.cfg = cfg
         self.scheduler = None
         self._base_lrs: list[float] | None = None
+        self._check_builds()
+
+    def _check_builds(self) -> None:
+        """Builds the scheduler once on a throw-away optimizer, so a missing or wrong key fails when
+        the config is built, not at the first experience (after the run folder was written)."""
+        import torch  # noqa: PLC0415
+
+        probe = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        cfg = resolve_auto(self.cfg, 1, 1, self.by_iteration)
+        build(SCHEDULERS, cfg, key="cl_strategy.scheduler", optimizer=probe)
 
     def before_training_exp(self, strategy, **kwargs):
         optimizer = strategy.optimizer

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -664,6 +665,59 @@ def _feature_dataset(tree: ClearTree, samples: SampleSet, bucket: str, feature_t
     return TensorImageDataset(features, torch.as_tensor(samples.targets, dtype=torch.long))
 
 
+IMAGE_CHECKS = ("header", "decode", "none")
+
+
+def bad_image(path: Path, check: str) -> str | None:
+    """Why ``path`` does not open as an image (None: it does). ``header``: PIL's ``verify`` (format,
+    header, PNG checksums; cheap); ``decode``: a full decode (also catches truncated JPEGs)."""
+    try:
+        with Image.open(path) as img:
+            if check == "decode":
+                img.load()
+            else:
+                img.verify()
+    except (OSError, ValueError, SyntaxError) as err:
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return None
+
+
+def _drop_bad_images(
+    sets: list[SampleSet], check: str, skip: bool
+) -> tuple[list[SampleSet], list[str]]:
+    """The sample sets without undecodable images, and those images' paths.
+
+    Raises:
+        ConfigError: an undecodable image when ``skip`` is False (naming the file).
+    """
+    if check == "none":
+        return sets, []
+    skipped: list[str] = []
+    out = []
+    for samples in sets:
+        keep = []
+        for k, path in enumerate(samples.paths):
+            why = bad_image(Path(path), check)
+            if why is None:
+                keep.append(k)
+                continue
+            if not skip:
+                raise ConfigError(
+                    f"{path}: cannot decode image ({why}); fix or remove it, or set "
+                    "scenario.skip_bad_images=True to train without it"
+                )
+            skipped.append(str(path))
+        out.append(
+            SampleSet(
+                samples.split,
+                [samples.indices[k] for k in keep],
+                [samples.paths[k] for k in keep],
+                [samples.targets[k] for k in keep],
+            )
+        )
+    return out, skipped
+
+
 @SCENARIOS.register_module(name="CLEAR")
 def build_clear(
     data_name: str = "clear10",
@@ -675,6 +729,8 @@ def build_clear(
     seed: int | None = None,
     shot: int | None = None,
     task_labels: bool = False,
+    check_images: str = "header",
+    skip_bad_images: bool = False,
 ) -> BuiltScenario:
     """CLEAR-10 / CLEAR-100: one experience per time bucket, from a local copy of the release.
 
@@ -700,14 +756,31 @@ def build_clear(
         shot: train on ``shot`` images per class per bucket (files written by
             ``tools/clear_dataset.py: get_fewshot_indices``), or None for all.
         task_labels: task label t for bucket t (multi-head); False gives task label 0 everywhere.
+        check_images: how every selected image is checked when the scenario is built: 'header'
+            (PIL ``verify``: cheap, catches non-images and damaged headers), 'decode' (a full
+            decode, also catches truncated files; slower) or 'none'.
+        skip_bad_images: False: an image that fails the check is a one-line error naming it;
+            True: it is left out, and the count (and paths) go to ``info['skipped_images']``.
 
     Raises:
         ConfigError: bad keys or a malformed tree, naming the file (and line or entry) at fault.
     """
     if feature_type is not None and (not isinstance(feature_type, str) or not feature_type):
         raise ConfigError(f"scenario.feature_type: expected None or a name, got {feature_type!r}")
+    _check_choice("scenario.check_images", check_images, IMAGE_CHECKS)
     plan = plan_clear(data_name, dataset_root, evaluation_protocol, seed, shot)
     tree = plan.tree
+    skipped: list[str] = []
+    if feature_type is None:
+        plan.train, bad_train = _drop_bad_images(plan.train, check_images, skip_bad_images)
+        plan.test, bad_test = _drop_bad_images(plan.test, check_images, skip_bad_images)
+        skipped = bad_train + bad_test
+        if skipped:
+            print(
+                f"warning: scenario.skip_bad_images: left out {len(skipped)} undecodable "
+                f"image(s), e.g. {skipped[0]}",
+                file=sys.stderr,
+            )
     cache: dict = {}
     train_sets, test_sets = [], []
     for t, bucket in enumerate(tree.buckets):
@@ -733,6 +806,7 @@ def build_clear(
         "task_labels": bool(task_labels),
         "iid_split_source": plan.iid_split_source,
         "train_folder": tree.pool_dir.name,
+        "skipped_images": {"count": len(skipped), "paths": skipped[:20]},
         "train_class_counts": _counts(plan.train, len(tree.class_names)),
         "test_class_counts": _counts(plan.test, len(tree.class_names)),
     }

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import shutil
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,42 +92,77 @@ def _check_folder(folder: Path) -> None:
             )
 
 
+def _mismatch(folder: Path) -> ConfigError | None:
+    try:
+        _check_folder(folder)
+    except ConfigError as err:
+        return err
+    return None
+
+
+def _unpack(archive: Path) -> Path:
+    """Unpacks ``archive`` into ``<cache>/data`` (replacing a damaged copy) and md5-checks it.
+
+    Raises:
+        ConfigError: the archive cannot be read, or a member fails its md5 (naming the archive).
+    """
+    target = cache_root() / "data"
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / f".unpack-{os.getpid()}"
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConfigError(f"{archive}: cannot unpack ({err})") from err
+    bad = _mismatch(tmp / FOLDER)
+    if bad is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        member = Path(str(bad).split(":", 1)[0]).name
+        raise ConfigError(
+            f"{archive}: its '{member}' fails the CIFAR-100 md5 check; the archive is corrupt or "
+            "foreign (replace it with the official one)"
+        )
+    final = target / FOLDER
+    if final.exists() and _mismatch(final) is not None:
+        shutil.rmtree(final, ignore_errors=True)
+    if not final.exists():
+        os.replace(tmp / FOLDER, final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
 def find_cifar100(root: str | os.PathLike | None = None) -> Path:
     """Returns an md5-checked ``cifar-100-python`` folder, unpacking a shipped archive once if needed.
 
     Looks in ``root``, ``$AVALANCHE_EXT_DATA``, ``$CIFAR100_ROOT``, ``<repo>/data``,
     ``<repo>/../shared/data`` and the cache, for either the unpacked folder or
-    ``cifar-100-python.tar.xz`` / ``.tar.gz``; archives are unpacked into ``<cache>/data``.
+    ``cifar-100-python.tar.xz`` / ``.tar.gz``; archives are unpacked into ``<cache>/data``. A cached
+    copy whose md5 no longer matches (a damaged cache) is unpacked again from the archive, with a
+    ``warning:`` line on stderr saying so.
 
     Args:
         root: a folder holding ``cifar-100-python/`` or the archive (or the folder itself).
 
     Raises:
-        ConfigError: nothing found (the message lists where it looked), or an md5 mismatch.
+        ConfigError: nothing found (the message lists where it looked), an md5 mismatch of a folder
+            that is not our cache, or an archive that fails the md5 check (naming the archive).
     """
     places = _candidates(root)
+    archives = [p / n for p in places for n in ARCHIVE_NAMES if (p / n).is_file()]
+    cache = (cache_root() / "data").resolve()
     for place in places:
         for folder in (place, place / FOLDER):
             if (folder / "meta").is_file() and (folder / "train").is_file():
-                _check_folder(folder)
-                return folder
-    for place in places:
-        for name in ARCHIVE_NAMES:
-            archive = place / name
-            if archive.is_file():
-                target = cache_root() / "data"
-                target.mkdir(parents=True, exist_ok=True)
-                tmp = target / f".unpack-{os.getpid()}"
-                try:
-                    with tarfile.open(archive) as tar:
-                        tar.extractall(tmp, filter="data")
-                except (tarfile.TarError, OSError, EOFError) as err:
-                    raise ConfigError(f"{archive}: cannot unpack ({err})") from err
-                _check_folder(tmp / FOLDER)
-                final = target / FOLDER
-                if not final.exists():
-                    os.replace(tmp / FOLDER, final)
-                return final
+                bad = _mismatch(folder)
+                if bad is None:
+                    return folder
+                if folder.resolve().parent == cache and archives:
+                    print(f"warning: {bad}; unpacking {archives[0]} again", file=sys.stderr)
+                    return _unpack(archives[0])
+                raise bad
+    if archives:
+        return _unpack(archives[0])
     looked = ", ".join(str(p) for p in places)
     raise ConfigError(
         f"CIFAR-100 not found: looked for {FOLDER}/ or {ARCHIVE_NAMES[0]} in {looked} "

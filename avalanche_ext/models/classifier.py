@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from avalanche.models import DynamicModule
+from avalanche.models.base_model import BaseModel
 from torch import nn
 
 from avalanche_ext.errors import ConfigError
@@ -58,7 +59,7 @@ def _normal_std(head_cfg: dict) -> float | None:
 
 
 @MODELS.register_module()
-class MMClassifier(DynamicModule):
+class MMClassifier(DynamicModule, BaseModel):
     """Backbone + neck + linear head built from mmpretrain dicts, with a growable classifier.
 
     Args:
@@ -133,6 +134,28 @@ class MMClassifier(DynamicModule):
             logits = logits.masked_fill(~self.active, self.MASK_VALUE)
         return logits
 
+    def get_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Avalanche's ``BaseModel`` feature interface (LFL, feature-based plugins): the pooled
+        features, as :meth:`extract_features`."""
+        return self.extract_features(x)
+
+    @property
+    def features(self) -> torch.Tensor | None:
+        """Avalanche's name for the last forward's features (``FeatureDistillationPlugin``)."""
+        return self.last_features
+
+    @features.setter
+    def features(self, value: torch.Tensor | None) -> None:
+        self.last_features = value
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out ``last_features``: it is the last forward's activation, a
+        non-leaf tensor that ``copy.deepcopy`` refuses (Avalanche's LwF and MIR deep-copy the
+        model)."""
+        state = self.__dict__.copy()
+        state["last_features"] = None
+        return state
+
     def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"logits", "features"}`` in one forward."""
         logits = self.forward(x)
@@ -181,6 +204,38 @@ class MMClassifier(DynamicModule):
         if hasattr(self.head, "num_classes"):
             self.head.num_classes = num_classes
         return True
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Loads a state dict, first resizing the classifier to the saved number of rows.
+
+        The head's width is state here (it grows during a run), so a snapshot taken before the head
+        grew (e.g. a distillation teacher saved in a checkpoint) loads into a copy of the grown
+        model; rows are added or removed, the loaded weights then fill them.
+        """
+        weight = state_dict.get("head.fc.weight")
+        fc = self.head.fc
+        if (
+            isinstance(weight, torch.Tensor)
+            and weight.dim() == 2
+            and weight.shape[1] == fc.in_features
+            and weight.shape[0] != fc.out_features
+        ):
+            # skip_init: no random initialisation (the weights are loaded next), so loading never
+            # draws from the RNG (a resumed run must draw the numbers an uninterrupted one does).
+            new = torch.nn.utils.skip_init(
+                nn.Linear,
+                fc.in_features,
+                weight.shape[0],
+                bias=fc.bias is not None,
+                device=fc.weight.device,
+                dtype=fc.weight.dtype,
+            )
+            new.requires_grad_(fc.weight.requires_grad)
+            self.head.fc = new
+            self.active = torch.ones(weight.shape[0], dtype=torch.bool, device=self.active.device)
+            if hasattr(self.head, "num_classes"):
+                self.head.num_classes = weight.shape[0]
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def adaptation(self, experience) -> None:
         """Grows the head to cover the labels of a TRAINING experience (hidden labels, -1, are

@@ -22,8 +22,8 @@ cl_strategy = dict(
             eviction='most_confident_out',
             trigger_size=100,
         ),
-        {{_base_.clustering}},
-        {{_base_.dual_teacher}},
+        {{_base_._clustering}},
+        {{_base_._dual_teacher}},
     ],
 )
 work_dir = 'work_dirs/dualteacher-evidential_resnet20_cpu_cifar100-80+20lt'

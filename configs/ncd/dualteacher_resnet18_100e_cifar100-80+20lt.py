@@ -12,7 +12,7 @@ _base_ = [
 
 model = dict(head=dict(num_classes=80))  # grows to 80 + k
 
-gate = dict(
+_gate = dict(
     type='ConfidenceGatedPoolPlugin',
     score='energy',
     threshold='calibrated',
@@ -22,7 +22,7 @@ gate = dict(
     eviction='most_confident_out',
     trigger_size=500,
 )
-clustering = dict(
+_clustering = dict(
     type='PseudoLabelClusteringPlugin',
     num_clusters=20,
     backend='auto',
@@ -34,7 +34,7 @@ clustering = dict(
     recluster_every=25,
     seed=0,
 )
-dual_teacher = dict(
+_dual_teacher = dict(
     type='DualTeacherDistillationPlugin',
     alpha_old=1.0,
     alpha_new=1.0,
@@ -52,7 +52,7 @@ cl_strategy = dict(
     train_mb_size=128,
     eval_mb_size=512,
     train_epochs=100,
-    plugins=[gate, clustering, dual_teacher],
+    plugins=[_gate, _clustering, _dual_teacher],
 )
 discovery = dict(hungarian='all')
 work_dir = 'work_dirs/dualteacher_resnet18_100e_cifar100-80+20lt'

@@ -14,7 +14,7 @@ model = dict(backbone=dict(depth=20), head=dict(num_classes=80))  # grows to 80 
 scenario = dict(train_subset=100, test_subset=20)
 
 # Online phase: score every discovery sample on the 80 known logits; pool those the gate rejects.
-gate = dict(
+_gate = dict(
     type='ConfidenceGatedPoolPlugin',
     score='energy',
     threshold='calibrated',  # on 5 % of the base images, held out (never trained on)
@@ -25,7 +25,7 @@ gate = dict(
     trigger_size=100,
 )
 # Offline update: balanced k-means on the pooled features; cluster c -> class 80 + c.
-clustering = dict(
+_clustering = dict(
     type='PseudoLabelClusteringPlugin',
     num_clusters=20,
     backend='auto',
@@ -35,7 +35,7 @@ clustering = dict(
     soft=False,
     seed=0,
 )
-dual_teacher = dict(
+_dual_teacher = dict(
     type='DualTeacherDistillationPlugin',
     alpha_old=1.0,
     alpha_new=1.0,
@@ -53,7 +53,7 @@ cl_strategy = dict(
     train_mb_size=64,
     eval_mb_size=256,
     train_epochs=3,
-    plugins=[gate, clustering, dual_teacher],
+    plugins=[_gate, _clustering, _dual_teacher],
 )
 discovery = dict(hungarian='all')
 work_dir = 'work_dirs/dualteacher_resnet20_cpu_cifar100-80+20lt'

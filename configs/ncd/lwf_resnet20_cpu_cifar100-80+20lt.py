@@ -6,8 +6,8 @@ _base_ = ['./dualteacher_resnet20_cpu_cifar100-80+20lt.py']
 
 cl_strategy = dict(
     plugins=[
-        {{_base_.gate}},
-        {{_base_.clustering}},
+        {{_base_._gate}},
+        {{_base_._clustering}},
         dict(type='LwFPlugin', alpha=1.0, temperature=2.0),
     ]
 )

@@ -11,8 +11,6 @@ scenario = dict(
     test_images_per_class=8,
     image_size=16,
     seed=0,
-    train_transform=train_pipeline,
-    eval_transform=test_pipeline,
 )
 model = dict(
     type='MMClassifier',

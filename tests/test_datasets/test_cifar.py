@@ -27,7 +27,11 @@ def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as info:
         cifar.find_cifar100(tmp_path / "nowhere")
     msg = str(info.value)
-    assert "nowhere" in msg and "cifar-100-python.tar.xz" in msg and "nothing is ever downloaded" in msg
+    assert (
+        "nowhere" in msg
+        and "cifar-100-python.tar.xz" in msg
+        and "nothing is ever downloaded" in msg
+    )
 
 
 def test_corrupt_file_is_named(tmp_path):
@@ -45,3 +49,46 @@ def test_truncated_archive_is_named(tmp_path, monkeypatch):
     (tmp_path / "cifar-100-python.tar.xz").write_bytes(b"\xfd7zXZ\x00 truncated")
     with pytest.raises(ConfigError, match="cifar-100-python.tar.xz: cannot unpack"):
         cifar.find_cifar100(tmp_path)
+
+
+def _fake_archive(tmp_path, monkeypatch, contents: dict[str, bytes]):
+    """A tiny ``cifar-100-python.tar.gz`` whose members are ``contents``; the expected md5s are
+    those of ``good`` bytes (so a member with other bytes fails the check)."""
+    import hashlib
+    import io
+    import tarfile
+
+    good = {name: f"official {name}".encode() for name in ("train", "test", "meta")}
+    monkeypatch.setattr(
+        cifar, "CIFAR100_MD5", {n: hashlib.md5(b).hexdigest() for n, b in good.items()}
+    )
+    monkeypatch.setattr(cifar, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setenv("AVALANCHE_EXT_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    data.mkdir()
+    with tarfile.open(data / "cifar-100-python.tar.gz", "w:gz") as tar:
+        for name, blob in {**good, **contents}.items():
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return data, good
+
+
+def test_damaged_cache_is_unpacked_again_and_says_so(tmp_path, monkeypatch, capsys):
+    data, good = _fake_archive(tmp_path, monkeypatch, {})
+    folder = cifar.find_cifar100(data)
+    assert folder == tmp_path / "cache" / "data" / "cifar-100-python"
+    (folder / "test").write_bytes(b"bit rot")
+    again = cifar.find_cifar100(data)
+    assert again == folder and (folder / "test").read_bytes() == good["test"]
+    assert "md5 mismatch" in capsys.readouterr().err
+    assert not list((tmp_path / "cache" / "data").glob(".unpack-*"))
+
+
+def test_archive_failing_md5_is_one_error_naming_it(tmp_path, monkeypatch):
+    data, _ = _fake_archive(tmp_path, monkeypatch, {"train": b"foreign"})
+    with pytest.raises(ConfigError) as err:
+        cifar.find_cifar100(data)
+    assert str(err.value).startswith(f"{data / 'cifar-100-python.tar.gz'}: its 'train' fails")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "cache" / "data" / "cifar-100-python").exists()

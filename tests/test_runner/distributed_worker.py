@@ -65,7 +65,7 @@ def train_linear(bench, train_mb: int, eval_mb: int, epochs: int, shuffle: bool)
     from avalanche.training.plugins import EvaluationPlugin
 
     from avalanche_ext.distributed import attach
-    from avalanche_ext.recorder import PredictionRecorder
+    from avalanche_ext.recorder import PredictionRecorder, RecordStore
 
     class SampleOrder(SupervisedPlugin):
         def __init__(self):
@@ -82,6 +82,7 @@ def train_linear(bench, train_mb: int, eval_mb: int, epochs: int, shuffle: bool)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
     recorder, order = PredictionRecorder(), SampleOrder()
+    recorder.store = RecordStore()  # the runner attaches its store around evaluation the same way
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(experience=True, stream=True),
@@ -102,7 +103,7 @@ def train_linear(bench, train_mb: int, eval_mb: int, epochs: int, shuffle: bool)
     strategy.train(bench.train_stream[0], shuffle=shuffle)
     after_train = torch.rand(3)  # the generators must agree on every rank after training
     metrics = strategy.eval(bench.test_stream)
-    y, p = recorder.stream(bench.test_stream.name)
+    y, p = recorder.store.stream(bench.test_stream.name)
     return {
         "weights": [w.detach().clone() for w in model.parameters()],
         "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, float | int)},

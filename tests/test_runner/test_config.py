@@ -29,7 +29,9 @@ def test_base_inheritance_override_and_delete(tmp_path):
     assert cfg.cl_strategy.train_epochs == 3
     assert cfg.cl_strategy.optimizer.lr == 0.2
     assert cfg.cl_strategy.optimizer.momentum == 0.9, "untouched keys are inherited"
-    assert "train_transform" not in cfg.scenario, "_delete_ replaces the whole dict"
+    assert "images_per_class" not in cfg.scenario, "_delete_ replaces the whole dict"
+    # the transforms come from the (inherited) top-level pipelines, resolved after merging
+    assert cfg.scenario.train_transform == cfg.train_pipeline
     assert cfg.loggers[0].type == "TextLogger"
 
 

@@ -27,7 +27,7 @@ from avalanche_ext.registry import (
     [
         (STRATEGIES, "Naive", "avalanche.training"),
         (STRATEGIES, "Replay", "avalanche.training"),
-        (PLUGINS, "ReplayPlugin", "avalanche.training.plugins"),
+        (PLUGINS, "EWCPlugin", "avalanche.training.plugins"),
         (PLUGINS, "AvalancheLwFPlugin", "avalanche.training.plugins"),
         (METRICS, "accuracy_metrics", "avalanche.evaluation"),
         (LOGGERS, "InteractiveLogger", "avalanche.logging"),
@@ -77,7 +77,9 @@ def test_missing_and_unexpected_keys_name_the_config_key():
         ConfigError, match="cl_strategy.optimizer: missing a required key: 'params'"
     ):
         build(OPTIMIZERS, dict(type="SGD", lr=0.1), key="cl_strategy.optimizer")
-    with pytest.raises(ConfigError, match=r"train_pipeline\[0\].*unexpected keyword key 'sise'"):
+    with pytest.raises(
+        ConfigError, match=r"train_pipeline\[0\].sise: unexpected key .*did you mean 'size'"
+    ):
         build(TRANSFORMS, dict(type="RandomCrop", size=3, sise=3), key="train_pipeline[0]")
     opt = build(
         OPTIMIZERS, dict(type="SGD", lr=0.1), key="o", params=[torch.nn.Parameter(torch.ones(1))]

@@ -478,3 +478,20 @@ def test_runner_end_to_end_on_a_tiny_tree(new_tree, tmp_path):
     assert [e["size"] for e in results["scenario"]["train_stream"]] == [12, 12, 12]
     assert [e["size"] for e in results["scenario"]["test_stream"]] == [6, 6, 6]
     assert set(results["streaming"]) >= {"in_domain", "next_domain", "backward_transfer"}
+
+
+def test_undecodable_image_is_named_at_build_time_or_skipped_and_counted(new_copy, capsys):
+    plan = plan_clear("clear10", new_copy)
+    victim = plan.train[1].paths[3]
+    victim.write_bytes(b"not a jpeg")
+    with pytest.raises(ConfigError) as err:
+        _clear(new_copy)
+    assert str(err.value).startswith(f"{victim}: cannot decode image")
+    assert "scenario.skip_bad_images" in str(err.value)
+    built = _clear(new_copy, skip_bad_images=True)
+    assert built.info["skipped_images"] == {"count": 1, "paths": [str(victim)]}
+    assert len(built.benchmark.train_stream[1].dataset) == len(plan.train[1]) - 1
+    assert "left out 1 undecodable image" in capsys.readouterr().err
+    assert _clear(new_copy, check_images="none").info["skipped_images"]["count"] == 0
+    with pytest.raises(ConfigError, match="scenario.check_images"):
+        _clear(new_copy, check_images="full")

@@ -1,17 +1,17 @@
 # CIFAR-100 80 known (step long tail, rho 0.5 on half of the classes: the experiment log's
 # "LT0.5 step" setting) + 20 novel classes in one unlabeled discovery experience, 20 % of which are
 # held-back known-class images. Keys and decisions: docs/scenarios.md.
-cifar100_mean = [0.5071, 0.4865, 0.4409]
-cifar100_std = [0.2673, 0.2564, 0.2762]
+_cifar100_mean = [0.5071, 0.4865, 0.4409]
+_cifar100_std = [0.2673, 0.2564, 0.2762]
 train_pipeline = [
     dict(type="RandomCrop", size=32, padding=4),
     dict(type="RandomHorizontalFlip"),
     dict(type="ToTensor"),
-    dict(type="Normalize", mean=cifar100_mean, std=cifar100_std),
+    dict(type="Normalize", mean=_cifar100_mean, std=_cifar100_std),
 ]
 test_pipeline = [
     dict(type="ToTensor"),
-    dict(type="Normalize", mean=cifar100_mean, std=cifar100_std),
+    dict(type="Normalize", mean=_cifar100_mean, std=_cifar100_std),
 ]
 scenario = dict(
     type="CIFAR100KnownNovelLT",
@@ -30,6 +30,4 @@ scenario = dict(
     train_subset=None,
     test_subset=None,
     seed=0,
-    train_transform=train_pipeline,
-    eval_transform=test_pipeline,
 )

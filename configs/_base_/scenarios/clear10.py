@@ -1,17 +1,17 @@
 # CLEAR-10 (newer layout: train/ + test/, buckets "1".."10", 11 classes incl. BACKGROUND) at
 # ImageNet resolution. dataset_root = the unpacked release; nothing is downloaded (docs/clear.md).
-img_norm_cfg = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+_img_norm_cfg = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
 train_pipeline = [
     dict(type='RandomResizedCrop', size=224),
     dict(type='RandomHorizontalFlip', p=0.5),
     dict(type='ToTensor'),
-    dict(type='Normalize', **img_norm_cfg),
+    dict(type='Normalize', **_img_norm_cfg),
 ]
 test_pipeline = [
     dict(type='Resize', size=256),
     dict(type='CenterCrop', size=224),
     dict(type='ToTensor'),
-    dict(type='Normalize', **img_norm_cfg),
+    dict(type='Normalize', **_img_norm_cfg),
 ]
 scenario = dict(
     type='CLEAR',
@@ -21,6 +21,4 @@ scenario = dict(
     feature_type=None,
     seed=None,
     shot=None,
-    train_transform=train_pipeline,
-    eval_transform=test_pipeline,
 )

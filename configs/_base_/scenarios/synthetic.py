@@ -18,6 +18,4 @@ scenario = dict(
     long_tail_ratio=None,
     old_fraction=0.0,
     noise=0.25,
-    train_transform=train_pipeline,
-    eval_transform=test_pipeline,
 )

@@ -1,0 +1,158 @@
+"""Strict configs: every top-level key is known or a deliberate helper variable, pipelines are
+resolved after merging, and the dumped ``config.py`` holds only what the run used.
+
+Convention (decided by the lead): a helper variable of a config file starts with an underscore
+(``_gate = dict(...)``, ``_batch_size = 128``); the key check ignores it and the dumped config drops
+it (its value already lives in the dicts that use it). Any other top-level name must be one of
+:data:`TOP_LEVEL_KEYS`; a typo such as ``chekpoint_config`` ends with exit 2 and "did you mean".
+
+``train_pipeline`` / ``test_pipeline`` are resolved when the scenario is built, not when the base
+file is parsed: a scenario without ``train_transform`` (or with ``train_transform='train_pipeline'``)
+gets the top-level ``train_pipeline`` of the *merged* config, so a leaf config or ``--cfg-options``
+overriding ``train_pipeline`` takes effect.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config
+
+from avalanche_ext.errors import ConfigError
+
+__all__ = [
+    "TOP_LEVEL_KEYS",
+    "CHECKPOINT_KEYS",
+    "check_keys",
+    "register_top_level_key",
+    "scenario_config",
+    "resolve_pipelines",
+    "dump_config",
+    "atomic_write_text",
+    "did_you_mean",
+]
+
+# Every top-level key the runner (or a component) reads. A new feature reading a new key registers
+# it here (or with register_top_level_key) so that the strict check accepts it.
+TOP_LEVEL_KEYS: set[str] = {
+    "scenario",
+    "model",
+    "cl_strategy",
+    "metrics",
+    "loggers",
+    "checkpoint_config",
+    "train_pipeline",
+    "test_pipeline",
+    "seed",
+    "work_dir",
+    "load_from",
+    "eval_streams",
+    "discovery",
+    "long_tail",
+    "custom_imports",
+}
+CHECKPOINT_KEYS = {"interval", "epoch_interval"}
+# scenario key -> the top-level pipeline it defaults to.
+_PIPELINES = {"train_transform": "train_pipeline", "eval_transform": "test_pipeline"}
+
+
+def register_top_level_key(name: str) -> None:
+    """Lets a component read a new top-level key without the strict check rejecting it."""
+    TOP_LEVEL_KEYS.add(name)
+
+
+def did_you_mean(name: str, valid: list[str] | set[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest valid name, or ``""``."""
+    close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_keys(cfg: Config) -> None:
+    """Rejects unknown top-level keys (helper variables start with ``_``) and unknown
+    ``checkpoint_config`` keys.
+
+    Raises:
+        ConfigError: naming the key and the closest known one.
+    """
+    for key in cfg.keys():
+        if key.startswith("_") or key in TOP_LEVEL_KEYS:
+            continue
+        raise ConfigError(
+            f"{key}: unknown top-level key{did_you_mean(key, TOP_LEVEL_KEYS)} "
+            "(helper variables must start with '_')"
+        )
+    ckpt = cfg.get("checkpoint_config")
+    if ckpt is not None and not isinstance(ckpt, dict):
+        raise ConfigError(f"checkpoint_config: expected a dict, got {ckpt!r}")
+    for key in ckpt or {}:
+        if key not in CHECKPOINT_KEYS:
+            raise ConfigError(
+                f"checkpoint_config.{key}: unknown key{did_you_mean(key, CHECKPOINT_KEYS)}"
+            )
+    epoch_interval = (ckpt or {}).get("epoch_interval")
+    if epoch_interval is not None and (
+        isinstance(epoch_interval, bool)
+        or not isinstance(epoch_interval, int)
+        or epoch_interval < 0
+    ):
+        raise ConfigError(
+            f"checkpoint_config.epoch_interval: expected a non-negative int, got {epoch_interval!r}"
+        )
+
+
+def scenario_config(cfg: Config) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``scenario`` dict with its transforms taken from the merged top-level pipelines.
+
+    A missing ``train_transform`` / ``eval_transform`` (or the string ``'train_pipeline'`` /
+    ``'test_pipeline'``) becomes the config's ``train_pipeline`` / ``test_pipeline``; an explicit
+    list or ``None`` is kept.
+
+    Returns:
+        The scenario dict and, for each transform taken from the top level, the config key to name
+        in errors (``{"train_transform": "train_pipeline"}``).
+
+    Raises:
+        ConfigError: a string naming a pipeline the config does not define.
+    """
+    scenario = cfg["scenario"]
+    scenario = scenario.to_dict() if hasattr(scenario, "to_dict") else dict(scenario)
+    known = cfg.get("_transform_keys")
+    keys: dict[str, str] = dict(known.to_dict() if hasattr(known, "to_dict") else known or {})
+    for key, top in _PIPELINES.items():
+        value = scenario.get(key, top)
+        if isinstance(value, str):
+            if value not in cfg:
+                if key in scenario:
+                    raise ConfigError(f"scenario.{key}: the config has no {value!r}")
+                continue
+            pipeline = cfg[value]
+            scenario[key] = list(pipeline) if isinstance(pipeline, (list, tuple)) else pipeline
+            keys[key] = value
+    return scenario, keys
+
+
+def resolve_pipelines(cfg: Config) -> None:
+    """Fills the scenario's transforms from the merged top-level pipelines, in place (after
+    ``_base_`` merging and ``--cfg-options``), so code reading ``cfg.scenario`` sees them; which
+    top-level key each came from is kept in ``cfg._transform_keys`` (for error messages)."""
+    scenario, keys = scenario_config(cfg)
+    cfg.scenario = scenario
+    cfg._transform_keys = keys
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` to a temporary file next to ``path``, then renames it over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def dump_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Writes the merged config without its ``_`` helper variables, atomically."""
+    clean = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}
+    text = Config(clean).pretty_text
+    atomic_write_text(path, text)
