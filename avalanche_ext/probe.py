@@ -124,6 +124,7 @@ def probe_model(
     state = copy.deepcopy(model.state_dict())
     modes = {name: m.training for name, m in model.named_modules()}
     last = getattr(model, "last_features", None)
+    probed_counts = False
     try:
         model.to(device).train()
         with torch.no_grad():
@@ -140,6 +141,13 @@ def probe_model(
                     f"{int(target.max())} of the first experience"
                 )
             target = target.clamp_max(logits.shape[1] - 1)
+            if callable(getattr(criterion, "set_class_counts", None)) and (
+                getattr(criterion, "class_counts", None) is None
+            ):
+                # a count-aware loss gets its counts only when training starts: probe with one
+                # image per class, then forget them again
+                criterion.set_class_counts([1] * logits.shape[1])
+                probed_counts = True
             try:
                 loss = criterion(logits, target)
             except (RuntimeError, ValueError, TypeError, IndexError) as err:
@@ -152,6 +160,8 @@ def probe_model(
             if not torch.is_floating_point(loss):
                 raise ConfigError(f"cl_strategy.loss: returned a {loss.dtype} tensor, not a float")
     finally:
+        if probed_counts:
+            criterion.class_counts = None
         model.load_state_dict(state)
         for name, m in model.named_modules():
             m.training = modes.get(name, m.training)
