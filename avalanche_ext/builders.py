@@ -143,7 +143,7 @@ def build_plugins(
     for i, c in enumerate(cfgs or []):
         c = _plain(c)
         if seed is not None and c.get("seed") is None:
-            cls = resolve_type(PLUGINS, str(c.get("type")), f"{key}[{i}].type")
+            cls = resolve_type(PLUGINS, str(c.get("type")), f"{key}[{i}]")
             if "seed" in inspect.signature(cls).parameters:
                 c = {**c, "seed": int(seed)}
         plugins.append(build(PLUGINS, c, key=f"{key}[{i}]"))

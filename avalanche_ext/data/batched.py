@@ -390,6 +390,16 @@ def _has_conv(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
+# Avalanche components that flatten parameter gradients with ``.view(-1)``, which a channels_last
+# convolution weight does not allow (``view size is not compatible``): 'auto' keeps NCHW for them.
+_GRADIENT_VIEWERS = {"AGEM", "AGEMPlugin", "GEM", "GEMPlugin"}
+
+
+def _flattens_gradients(strategy: Any) -> bool:
+    names = {type(strategy).__name__} | {type(p).__name__ for p in strategy.plugins}
+    return bool(names & _GRADIENT_VIEWERS)
+
+
 class BatchedDataPlugin(SupervisedPlugin):
     """Puts the batched data path under an Avalanche strategy (the runner adds it; see README).
 
@@ -425,7 +435,7 @@ class BatchedDataPlugin(SupervisedPlugin):
     def _memory_format(self, strategy: Any) -> torch.memory_format:
         wanted = self.channels_last
         if wanted == "auto":
-            wanted = _has_conv(strategy.model)
+            wanted = _has_conv(strategy.model) and not _flattens_gradients(strategy)
         if wanted:
             strategy.model.to(memory_format=torch.channels_last)
             return torch.channels_last
@@ -454,6 +464,14 @@ class BatchedDataPlugin(SupervisedPlugin):
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         index = int(getattr(strategy.experience, "current_experience", 0))
         self._swap(strategy, "train", mix_seed(self.seed, index, "train"))
+
+    def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        """The epoch's batches are seeded by the strategy's epoch counter, not the iterator's own:
+        a run resumed inside an experience (a fresh iterator) draws the same batches as an
+        uninterrupted one for the epochs that remain."""
+        loader = getattr(strategy, "dataloader", None)
+        if isinstance(loader, BatchIterator):
+            loader.epoch = int(strategy.clock.train_exp_epochs)
 
     def before_eval_exp(self, strategy: Any, **kwargs: Any) -> None:
         index = int(getattr(strategy.experience, "current_experience", 0))
