@@ -33,8 +33,8 @@ cl_strategy = dict(
     plugins=[
         # LwF alone cannot stop class-incremental forgetting: its KD is blind to a shift of all old
         # logits against the new ones. 2,000 replayed images (20 per class) give CE old negatives,
-        # 64 of them next to every 128 new images; weight aligning removes the new-class bias.
-        dict(type='ReplayPlugin', mem_size=2000, batch_size_mem=64),
+        # 128 of them next to every 128 new images; weight aligning removes the new-class bias.
+        dict(type='ReplayPlugin', mem_size=2000, batch_size_mem=128),
         dict(type='LwFPlugin', alpha=1.0, temperature=2.0, align_weights=True),
     ],
 )
