@@ -396,7 +396,7 @@ _GRADIENT_VIEWERS = {"AGEM", "AGEMPlugin", "GEM", "GEMPlugin"}
 
 
 def _flattens_gradients(strategy: Any) -> bool:
-    names = {type(strategy).__name__} | {type(p).__name__ for p in strategy.plugins}
+    names = {type(strategy).__name__} | {type(p).__name__ for p in getattr(strategy, "plugins", [])}
     return bool(names & _GRADIENT_VIEWERS)
 
 
