@@ -275,15 +275,16 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin, supports_distributed=True):
                 seed=self.seed,
             )
         if self._held_out is not None:
-            out = dataset_outputs(strategy.model, self._held_out, device, batch)
-            images = torch.stack([self._held_out[i][0] for i in range(len(self._held_out))])
+            items = [self._held_out[i] for i in range(len(self._held_out))]
+            images = torch.stack([item[0] for item in items])
+            labels = torch.as_tensor([int(item[1]) for item in items])
             old_images = state.calibration_images
             old_labels = state.calibration_labels
             state.calibration_images = (
                 images if old_images is None else torch.cat([old_images, images])
             )
             state.calibration_labels = (
-                out["targets"] if old_labels is None else torch.cat([old_labels, out["targets"]])
+                labels if old_labels is None else torch.cat([old_labels, labels])
             )
         if self.calibrated and state.calibration_images is not None and not self.transductive:
             out = self._outputs_of_images(strategy, state.calibration_images)
