@@ -29,6 +29,7 @@ from avalanche_ext.scenario import (
 )
 
 __all__ = [
+    "CLASS_ORDERS",
     "known_novel_eval_sets",
     "DATASET_LOADERS",
     "ImageSource",
@@ -44,6 +45,7 @@ __all__ = [
     "make_benchmark_with_eval_streams",
     "per_class_indices",
     "remap_table",
+    "resolve_class_order",
     "seeded_rng",
     "split_evenly",
     "unlabeled_dataset",
@@ -342,3 +344,58 @@ def make_benchmark_with_eval_streams(
     benchmark = make_benchmark(train_datasets, test_datasets, **eval_sets)
     streams = benchmark.streams
     return benchmark, {name: streams[name] for name in eval_sets}
+
+
+def _original_order(num_classes: int, seed: int) -> list[int]:
+    """The dataset's own order, 0..C-1."""
+    return list(range(num_classes))
+
+
+def _random_order(num_classes: int, seed: int) -> list[int]:
+    """A seeded permutation."""
+    return seeded_rng(seed, "class-order").permutation(num_classes).tolist()
+
+
+CLASS_ORDERS: dict[str, Callable[[int, int], list[int]]] = {
+    "original": _original_order,
+    "random": _random_order,
+}
+"""``class_order`` mode -> ``f(num_classes, seed) -> original ids in order of arrival``."""
+
+
+def resolve_class_order(
+    class_order: str | Sequence[int] | None, num_classes: int, seed: int
+) -> list[int]:
+    """Original class ids in order of arrival.
+
+    Args:
+        class_order: None or ``'original'`` (0..C-1), ``'random'`` (seeded), or a list of distinct
+            original ids (a subset is allowed: only those classes are used).
+        num_classes: classes in the dataset.
+        seed: seed of ``'random'``.
+
+    Raises:
+        ConfigError: unknown mode or bad ids.
+    """
+    if class_order is None:
+        class_order = "original"
+    if isinstance(class_order, str):
+        if class_order not in CLASS_ORDERS:
+            raise ConfigError(
+                f"scenario.class_order: unknown {class_order!r}; use None, "
+                f"{', '.join(repr(k) for k in CLASS_ORDERS)} or a list of class ids"
+            )
+        return [int(c) for c in CLASS_ORDERS[class_order](num_classes, seed)]
+    if not isinstance(class_order, Sequence) or not class_order:
+        raise ConfigError(
+            f"scenario.class_order: expected None, a mode or a list, got {class_order!r}"
+        )
+    ids = list(class_order)
+    bad = [
+        c for c in ids if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_classes
+    ]
+    if bad or len(set(ids)) != len(ids):
+        raise ConfigError(
+            f"scenario.class_order: expected distinct ints in [0, {num_classes - 1}], got {ids[:10]}..."
+        )
+    return ids

@@ -14,6 +14,7 @@ from avalanche_ext.errors import ConfigError
 from avalanche_ext.registry import SCENARIOS
 from avalanche_ext.scenario import BuiltScenario, make_benchmark
 from scenarios._cifar_common import (
+    CLASS_ORDERS,
     check_cap,
     check_seed,
     eval_dataset,
@@ -22,68 +23,13 @@ from scenarios._cifar_common import (
     load_image_source,
     per_class_indices,
     remap_table,
-    seeded_rng,
+    resolve_class_order,
     split_evenly,
 )
 
 __all__ = ["CLASS_ORDERS", "cifar100_class_incremental", "resolve_class_order"]
 
 KEY = "scenario"
-
-
-def _original_order(num_classes: int, seed: int) -> list[int]:
-    """The dataset's own order, 0..C-1."""
-    return list(range(num_classes))
-
-
-def _random_order(num_classes: int, seed: int) -> list[int]:
-    """A seeded permutation."""
-    return seeded_rng(seed, "class-order").permutation(num_classes).tolist()
-
-
-CLASS_ORDERS: dict[str, Callable[[int, int], list[int]]] = {
-    "original": _original_order,
-    "random": _random_order,
-}
-"""``class_order`` mode -> ``f(num_classes, seed) -> original ids in order of arrival``."""
-
-
-def resolve_class_order(
-    class_order: str | Sequence[int] | None, num_classes: int, seed: int
-) -> list[int]:
-    """Original class ids in order of arrival.
-
-    Args:
-        class_order: None or ``'original'`` (0..C-1), ``'random'`` (seeded), or a list of distinct
-            original ids (a subset is allowed: only those classes are used).
-        num_classes: classes in the dataset.
-        seed: seed of ``'random'``.
-
-    Raises:
-        ConfigError: unknown mode or bad ids.
-    """
-    if class_order is None:
-        class_order = "original"
-    if isinstance(class_order, str):
-        if class_order not in CLASS_ORDERS:
-            raise ConfigError(
-                f"{KEY}.class_order: unknown {class_order!r}; use None, "
-                f"{', '.join(repr(k) for k in CLASS_ORDERS)} or a list of class ids"
-            )
-        return [int(c) for c in CLASS_ORDERS[class_order](num_classes, seed)]
-    if not isinstance(class_order, Sequence) or not class_order:
-        raise ConfigError(
-            f"{KEY}.class_order: expected None, a mode or a list, got {class_order!r}"
-        )
-    ids = list(class_order)
-    bad = [
-        c for c in ids if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_classes
-    ]
-    if bad or len(set(ids)) != len(ids):
-        raise ConfigError(
-            f"{KEY}.class_order: expected distinct ints in [0, {num_classes - 1}], got {ids[:10]}..."
-        )
-    return ids
 
 
 @SCENARIOS.register_module(name="CIFAR100ClassIncremental")

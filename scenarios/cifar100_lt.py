@@ -24,10 +24,10 @@ from scenarios._cifar_common import (
     load_image_source,
     per_class_indices,
     remap_table,
+    resolve_class_order,
     seeded_rng,
     split_evenly,
 )
-from scenarios.cifar100_class_incremental import resolve_class_order
 
 __all__ = ["TAIL_ORDERS", "cifar100_lt", "lt_class_counts"]
 
