@@ -34,20 +34,18 @@ def tau_normalize(weight: torch.Tensor, tau: float) -> torch.Tensor:
 def extract_dataset_features(
     model: nn.Module, dataset, batch_size: int, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (``model.extract_features``) and labels of a dataset, in eval mode, with the
-    dataset's evaluation transform (Avalanche ``dataset.eval()``): no augmentation."""
-    from torch.utils.data import DataLoader  # noqa: PLC0415
+    """Features (the input of the final linear layer) and labels of a dataset, in eval mode, with
+    the dataset's evaluation transform (Avalanche ``dataset.eval()``): no augmentation.
 
-    was_training = model.training
-    model.eval()
+    One pass of :func:`avalanche_ext.plugin_helpers.dataset_outputs` (the batched data path when the
+    data has one; every module's train/eval mode restored)."""
+    from avalanche_ext.plugin_helpers import dataset_outputs  # noqa: PLC0415
+
     data = dataset.eval() if hasattr(dataset, "eval") else dataset
-    loader = DataLoader(data, batch_size=batch_size, collate_fn=getattr(data, "collate_fn", None))
-    feats, labels = [], []
-    for batch in loader:
-        feats.append(model.extract_features(batch[0].to(device)).float().cpu())
-        labels.append(torch.as_tensor(batch[1]).long().cpu())
-    model.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
+    out = dataset_outputs(model, data, device, batch_size)
+    if out["features"] is None:
+        raise TypeError(f"{type(model).__name__} keeps no last_features; use MMClassifier")
+    return out["features"], out["targets"].long()
 
 
 def balanced_feature_batches(
