@@ -160,9 +160,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
     def _prepare(self, features: torch.Tensor) -> np.ndarray:
         return preprocess_features(features, l2_normalize=self.l2_normalize)
 
-    def _semi_supervised(
-        self, state: Any, pool_feats: torch.Tensor, all_feats: torch.Tensor | None
-    ):
+    def _semi_supervised(self, state: Any, pool_feats: torch.Tensor):
         stats = state.known_stats
         if stats is None:
             raise RuntimeError(
@@ -204,7 +202,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
 
     def _cluster(self, state: Any, feats: torch.Tensor):
         if self.known_centres:
-            labels, centroids, k = self._semi_supervised(state, feats, None)
+            labels, centroids, k = self._semi_supervised(state, feats)
             return labels, centroids, k, None
         labels, centroids, k = self._unsupervised(feats, self.num_clusters)
         return labels, centroids, k, self.soft_labels
@@ -341,7 +339,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
         )
         state = discovery_state(strategy)
         if self.known_centres:
-            labels, _, _ = self._semi_supervised(state, out["features"], None)
+            labels, _, _ = self._semi_supervised(state, out["features"])
         else:
             labels, _, _ = self._unsupervised(out["features"], self.k)
         novel = (labels >= 0) & (self.cluster_ids >= 0)
