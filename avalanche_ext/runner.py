@@ -434,7 +434,7 @@ def _train(
     loggers = (
         builders.build_loggers(cfg.get("loggers"), str(run_dir)) if distributed.is_main() else []
     )
-    evaluator = builders.build_evaluator(cfg.get("metrics"), loggers, scenario)
+    evaluator = builders.build_evaluator(cfg.get("metrics"), loggers, scenario, run_dir=run_dir)
     # The eval plugins know the scenario's classes only while the runner evaluates: during training
     # the padding width is 0 and the recorder has no store (both would tell k).
     records = RecordStore()
