@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEVICE ?= cpu
+# pytest workers (pytest-xdist, one per core up to this many; each runs torch with one thread)
+TEST_WORKERS ?= 4
 
 .PHONY: venv demo test lint clean
 
@@ -20,7 +22,7 @@ demo: $(STAMP)
 	$(PY) train_config.py configs/demo.py --device $(DEVICE)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto --maxprocesses $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

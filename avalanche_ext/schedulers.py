@@ -13,7 +13,7 @@ from avalanche.core import SupervisedPlugin
 
 from avalanche_ext.registry import SCHEDULERS, build, resolve_type
 
-__all__ = ["ExperienceLRScheduler", "LossEpochUpdater", "resolve_auto"]
+__all__ = ["ExperienceLRScheduler", "LossEpochUpdater", "one_cycle_fits", "resolve_auto"]
 
 _AUTO_KEYS = ("total_steps", "T_max", "total_iters", "epochs", "steps_per_epoch")
 
@@ -33,6 +33,27 @@ def resolve_auto(cfg: dict, iterations_per_epoch: int, epochs: int, by_iteration
         if out.get(key) == "auto":
             out[key] = {"epochs": epochs, "steps_per_epoch": iterations_per_epoch}.get(key, length)
     return out
+
+
+def one_cycle_fits(cfg: dict) -> dict:
+    """Works around torch's ``OneCycleLR`` dividing by zero when a phase has length 0.
+
+    torch computes the warm-up phase as ending at step ``pct_start * total_steps - 1``; when that is
+    exactly 0 (e.g. ``total_steps=4`` with ``pct_start=0.25``: a short discovery update) its first
+    ``step()`` raises ``ZeroDivisionError`` inside the constructor. Nudging ``pct_start`` up by one
+    part in a million makes the phase a hair long, which gives the same learning rates at every
+    integer step.
+
+    Args:
+        cfg: a resolved ``OneCycleLR`` config (other types are returned unchanged).
+    """
+    if cfg.get("type") != "OneCycleLR" or not isinstance(cfg.get("total_steps"), int):
+        return cfg
+    pct = float(cfg.get("pct_start", 0.3))
+    total = cfg["total_steps"]
+    if abs(pct * total - 1.0) < 1e-9:  # (three_phase: its second phase has the same length)
+        return {**cfg, "pct_start": pct * (1 + 1e-6)}
+    return cfg
 
 
 class ExperienceLRScheduler(SupervisedPlugin, supports_distributed=True):
@@ -89,6 +110,7 @@ class ExperienceLRScheduler(SupervisedPlugin, supports_distributed=True):
         )
         if isinstance(cfg.get("max_lr"), (int, float)):
             cfg["max_lr"] = cfg["max_lr"] * scale
+        cfg = one_cycle_fits(cfg)
         self.scheduler = build(SCHEDULERS, cfg, key="cl_strategy.scheduler", optimizer=optimizer)
 
     def state_dict(self) -> dict:

@@ -32,10 +32,11 @@ cl_strategy = dict(
     ),
     plugins=[
         # LwF alone cannot stop class-incremental forgetting: its KD is blind to a shift of all old
-        # logits against the new ones. 2,000 replayed images (20 per class) give CE old negatives,
-        # 128 of them next to every 128 new images; weight aligning removes the new-class bias.
+        # logits against the new ones. 2,000 replayed images (25 per old class) give CE old negatives,
+        # 128 of them next to every 128 new images. Weight aligning is OFF: measured from the same
+        # experience-1 checkpoint it took the old classes from 22.7 % to 4.9 % (README).
         dict(type='ReplayPlugin', mem_size=2000, batch_size_mem=128),
-        dict(type='LwFPlugin', alpha=1.0, temperature=2.0, align_weights=True),
+        dict(type='LwFPlugin', alpha=1.0, temperature=2.0),
     ],
 )
 # disk usage per minibatch walks the work dir at every step: per experience is enough here.

@@ -75,3 +75,30 @@ def test_lr_scale_per_experience(synthetic_cfg):
     assert peaks[0] == pytest.approx(0.2, rel=0.05)
     assert peaks[1] == pytest.approx(0.05, rel=0.05)
     assert peaks[2] == pytest.approx(0.05, rel=0.05), "the last value repeats"
+
+
+def test_one_cycle_with_a_zero_length_warm_up_phase_is_fixed_not_a_crash():
+    """torch's OneCycleLR raises ZeroDivisionError when pct_start * total_steps == 1 (a 4-step
+    discovery update at pct_start 0.25 crashed the run); the nudged config gives torch's rates."""
+    from avalanche_ext.schedulers import one_cycle_fits
+
+    def rates(**cfg):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, **cfg)
+        out = []
+        for _ in range(cfg["total_steps"]):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    cfg = dict(type="OneCycleLR", max_lr=0.2, total_steps=4, pct_start=0.25)
+    with pytest.raises(ZeroDivisionError):
+        rates(**{k: v for k, v in cfg.items() if k != "type"})
+    fixed = one_cycle_fits(cfg)
+    got = rates(**{k: v for k, v in fixed.items() if k != "type"})
+    # torch's first phase (warm-up from max_lr / 25) then annealing down, never above max_lr
+    assert got[0] == pytest.approx(0.2 / 25)
+    assert got[1] > got[2] > got[3] and max(got) <= 0.2
+    untouched = dict(cfg, total_steps=8)
+    assert one_cycle_fits(untouched) is untouched
