@@ -23,7 +23,14 @@ from torch.utils.data import default_collate
 from avalanche_ext.checkpoint import get_rng_state, set_rng_state
 from avalanche_ext.errors import ConfigError
 
-__all__ = ["PROBED_HOOKS", "probe_batch", "probe_mbatch", "probe_model", "probe_plugins"]
+__all__ = [
+    "EXPERIENCE_HOOKS_SAFE_ON_COPIES",
+    "PROBED_HOOKS",
+    "probe_batch",
+    "probe_mbatch",
+    "probe_model",
+    "probe_plugins",
+]
 
 
 def probe_batch(experience, n: int = 2) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -179,6 +186,14 @@ def probe_model(
 
 # The minibatch hooks that shape the loss, in the order Avalanche's training_epoch calls them.
 PROBED_HOOKS = ("before_forward", "after_forward", "before_backward")
+# Plugins whose loss hooks read state their ``before_training_exp`` creates, and whose
+# ``before_training_exp`` provably touches nothing but the plugin and the model (read): run on the
+# copies first. Avalanche's SI: ``create_syn_data`` / ``init_batch`` fill its own parameter dicts
+# from the model's weights (its ``before_backward`` raises a KeyError without them). A plugin of
+# one's own opts in with a class attribute ``probe_experience_hooks = ("before_training_exp",)``.
+EXPERIENCE_HOOKS_SAFE_ON_COPIES: dict[str, tuple[str, ...]] = {
+    "SynapticIntelligencePlugin": ("before_training_exp",),
+}
 
 
 def probe_mbatch(experience, device: torch.device, n: int = 2) -> list[torch.Tensor] | None:
@@ -249,6 +264,10 @@ def probe_plugins(
       accumulation), since the probe takes no backward;
     * the evaluator, ``PeriodicEval`` and ``Clock``: bookkeeping, not the loss.
 
+    The one exception: a plugin listed in :data:`EXPERIENCE_HOOKS_SAFE_ON_COPIES` (or declaring
+    ``probe_experience_hooks``) gets those experience hooks first, because its loss hooks read the
+    state they create and they were read to touch only the plugin and the model (Avalanche's SI).
+
     The copy's model is adapted to the first experience first (``model_adaptation``: a dynamic head
     grows to its labels), as ``train`` does before its first minibatch; it only touches the copy.
 
@@ -288,6 +307,13 @@ def probe_plugins(
         set_rng_state(rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _experience_hooks(plugin: Any) -> tuple[str, ...]:
+    declared = getattr(type(plugin), "probe_experience_hooks", None)
+    if declared is None:
+        declared = EXPERIENCE_HOOKS_SAFE_ON_COPIES.get(type(plugin).__name__, ())
+    return tuple(h for h in declared if callable(getattr(plugin, h, None)))
 
 
 def _run_hooks(strategy: Any, plugins: list, experience, mbatch: list[torch.Tensor]) -> None:
@@ -353,6 +379,16 @@ def _run_hooks(strategy: Any, plugins: list, experience, mbatch: list[torch.Tens
                 _check_loss(strategy.loss, f"{where}: {name}")
 
     with torch.no_grad():
+        for plugin in called:
+            for name in _experience_hooks(plugin):
+                where = _plugin_key(plugin, configured, criterion, kind)
+                try:
+                    getattr(plugin, name)(strategy)
+                except Exception as err:  # noqa: BLE001
+                    raise ConfigError(
+                        f"{where}: {name} fails on the first experience "
+                        f"({type(err).__name__}: {_first_line(err)})"
+                    ) from None
         strategy.mb_output = None
         strategy.loss = strategy._make_empty_loss()
         hook("before_forward")
