@@ -243,8 +243,9 @@ def probe_plugins(
     copy), ``make_strategy(model_copy, plugins_copy)`` builds a throwaway strategy around them as
     the runner equips the real one, and one step of Avalanche's ``training_epoch`` runs up to the
     backward: ``before_forward``, the strategy's forward, ``after_forward``, the criterion,
-    ``before_backward`` (no backward, no optimizer step, under ``no_grad``). The originals are never
-    touched and the RNG states are restored, so a probed run trains exactly as an unprobed one.
+    ``before_backward`` (no backward of the loss, no optimizer step; autograd on, as in training,
+    since a hook may need the graph). The originals are never touched and the RNG states are
+    restored, so a probed run trains exactly as an unprobed one.
 
     Which hooks run, and why (decided): only ``PROBED_HOOKS``, the minibatch hooks where plugins
     add loss terms (LwF, EWC, MAS, the dual teacher) or change logits and targets (logit masking,
@@ -378,7 +379,7 @@ def _run_hooks(strategy: Any, plugins: list, experience, mbatch: list[torch.Tens
             if name == "before_backward":
                 _check_loss(strategy.loss, f"{where}: {name}")
 
-    with torch.no_grad():
+    with torch.enable_grad():  # as in training: a hook may need the graph (GSS backpropagates)
         for plugin in called:
             for name in _experience_hooks(plugin):
                 where = _plugin_key(plugin, configured, criterion, kind)

@@ -13,6 +13,7 @@ import torch
 
 import train_config
 from avalanche_ext.config import load_config
+from avalanche_ext.errors import ConfigError
 from avalanche_ext.probe import PROBED_HOOKS, probe_plugins
 from avalanche_ext.registry import PLUGINS
 from avalanche_ext.runner import Experiment
@@ -89,6 +90,36 @@ class _ProbeMutator(_Hooks):
 
     def state_dict(self):
         return {"calls": self.calls, "buffer": self.buffer.clone()}
+
+
+@PLUGINS.register_module(name="_ProbeNeedsExperienceState", force=True)
+class _ProbeNeedsExperienceState(_Hooks):
+    """Like Avalanche's SI: ``before_backward`` reads what ``before_training_exp`` made."""
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.anchor = {n: p.detach().clone() for n, p in strategy.model.named_parameters()}
+
+    def before_backward(self, strategy, **kwargs):
+        first = next(iter(strategy.model.named_parameters()))
+        strategy.loss += (first[1] - self.anchor[first[0]]).pow(2).sum()
+
+
+@PLUGINS.register_module(name="_ProbeDeclaresExperienceState", force=True)
+class _ProbeDeclaresExperienceState(_ProbeNeedsExperienceState):
+    probe_experience_hooks = ("before_training_exp",)
+
+
+def test_experience_hooks_run_on_the_copies_only_where_declared():
+    plugins = [dict(type="_ProbeDeclaresExperienceState")]
+    exp = Experiment(load_config(SYNTHETIC_CONFIG, {**TINY, "cl_strategy.plugins": plugins}))
+    assert not hasattr(exp.plugins[0], "anchor")  # it ran on the copy
+    plugins = [dict(type="_ProbeNeedsExperienceState")]
+    with pytest.raises(
+        ConfigError,
+        match=r"plugins\[0\] \(_ProbeNeedsExperienceState\): "
+        r"before_backward fails .*AttributeError",
+    ):
+        Experiment(load_config(SYNTHETIC_CONFIG, {**TINY, "cl_strategy.plugins": plugins}))
 
 
 def _leaf(tmp_path: Path, plugins: list, name: str = "leaf.py") -> Path:
