@@ -41,7 +41,7 @@ from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.ncd_state import DiscoveryState, discovery_state
 from avalanche_ext.probe import probe_model, probe_plugins
 from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
-from avalanche_ext.registry import LOGGERS, resolve_type
+from avalanche_ext.registry import LOGGERS, check_arguments, resolve_type
 from avalanche_ext.runtime import parse_runtime, runtime_plugins
 from avalanche_ext.safety import (
     EpochCheckpointer,
@@ -272,7 +272,8 @@ class Experiment:
         # Build (and drop) the strategy once, so every key is checked before anything is written;
         # loggers are only resolved here: constructing them would create files.
         for i, logger in enumerate(cfg.get("loggers") or []):
-            resolve_type(LOGGERS, str(logger.get("type")), f"loggers[{i}]")
+            cls = resolve_type(LOGGERS, str(logger.get("type")), f"loggers[{i}]")
+            check_arguments(cls, {k: v for k, v in logger.items() if k != "type"}, f"loggers[{i}]")
         with (
             warnings.catch_warnings()
         ):  # "No loggers specified": this evaluator logs nothing on purpose
