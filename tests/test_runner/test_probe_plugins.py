@@ -6,6 +6,7 @@ states, and the RNG, are byte-identical afterwards."""
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,20 @@ def test_experience_hooks_run_on_the_copies_only_where_declared():
         match=r"plugins\[0\] \(_ProbeNeedsExperienceState\): "
         r"before_backward fails .*AttributeError",
     ):
+        Experiment(load_config(SYNTHETIC_CONFIG, {**TINY, "cl_strategy.plugins": plugins}))
+
+
+@PLUGINS.register_module(name="_ProbeUncopyable", force=True)
+class _ProbeUncopyable(_ProbeWrongShapeLoss):
+    """Holds a lock (no deep copy): the probe cannot isolate it, so it says so and skips it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+
+def test_a_plugin_that_cannot_be_copied_is_skipped_with_a_warning():
+    plugins = [dict(type="_ProbeUncopyable")]
+    with pytest.warns(UserWarning, match="minibatch hooks were not probed .*lock"):
         Experiment(load_config(SYNTHETIC_CONFIG, {**TINY, "cl_strategy.plugins": plugins}))
 
 
