@@ -86,7 +86,7 @@ class _ProbeMutator(_Hooks):
 
     def before_backward(self, strategy, **kwargs):
         self.calls += 1
-        SEEN.append({"hook": "before_backward", "loss": float(strategy.loss)})
+        SEEN.append({"hook": "before_backward", "loss": float(strategy.loss.detach())})
         strategy.loss += 0.0 * strategy.mb_output.sum()
 
     def state_dict(self):
@@ -200,7 +200,7 @@ def test_the_shipped_ncd_plugins_pass_the_probe(monkeypatch):
     original = DualTeacherDistillationPlugin.before_backward
 
     def spy(self, strategy, **kwargs):
-        seen.append((tuple(strategy.mb_output.shape), float(strategy.loss)))
+        seen.append((tuple(strategy.mb_output.shape), float(strategy.loss.detach())))
         return original(self, strategy, **kwargs)
 
     monkeypatch.setattr(DualTeacherDistillationPlugin, "before_backward", spy)
