@@ -312,8 +312,9 @@ def probe_plugins(
 
 def _experience_hooks(plugin: Any) -> tuple[str, ...]:
     declared = getattr(type(plugin), "probe_experience_hooks", None)
-    if declared is None:
-        declared = EXPERIENCE_HOOKS_SAFE_ON_COPIES.get(type(plugin).__name__, ())
+    if declared is None:  # a subclass of a listed plugin inherits its entry
+        listed = (EXPERIENCE_HOOKS_SAFE_ON_COPIES.get(c.__name__) for c in type(plugin).__mro__)
+        declared = next((hooks for hooks in listed if hooks), ())
     return tuple(h for h in declared if callable(getattr(plugin, h, None)))
 
 
