@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_seeds(args: argparse.Namespace, cfg, run) -> int:
     """``--seeds``: one run per seed, then the mean/std summary beside them."""
     from avalanche_ext.report.seeds import aggregate_seeds, seeds_markdown  # noqa: PLC0415
+    from avalanche_ext.strict import atomic_write_text  # noqa: PLC0415
 
     if args.seed is not None or args.resume or args.dry_run:
         raise ConfigError("--seeds: cannot be combined with --seed, --resume or --dry-run")
@@ -167,8 +168,8 @@ def _run_seeds(args: argparse.Namespace, cfg, run) -> int:
             )
         )
     summary = aggregate_seeds(runs)
-    (work / "seeds_summary.json").write_text(json.dumps(summary, indent=2))
-    (work / "seeds_summary.md").write_text(seeds_markdown(summary))
+    atomic_write_text(work / "seeds_summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(work / "seeds_summary.md", seeds_markdown(summary))
     print(json.dumps({"work_dir": str(work), "summary": str(work / "seeds_summary.md")}, indent=2))
     return 0
 

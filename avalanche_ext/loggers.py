@@ -19,6 +19,10 @@ __all__ = ["TextLogger", "WandBLogger"]
 class TextLogger(_AvalancheTextLogger):
     """Avalanche's text logger writing to a file in the run folder.
 
+    The file is an append-only stream, line-buffered (flushed at every newline), not an atomic
+    write like the run's other files (decided: a log is read while it grows, and a killed run
+    should keep every line logged before the kill; a temp-file-and-rename would lose it all).
+
     Args:
         file: file name (relative to the run folder) or None for ``<timestamp>.log``.
         work_dir: the run folder (given by the runner, not the config).

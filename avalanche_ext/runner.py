@@ -39,9 +39,9 @@ from avalanche_ext.errors import ConfigError
 from avalanche_ext.metrics.discovery import map_predictions, training_mapping
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.ncd_state import DiscoveryState, discovery_state
-from avalanche_ext.probe import probe_model
+from avalanche_ext.probe import probe_model, probe_plugins
 from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
-from avalanche_ext.registry import LOGGERS, resolve_type
+from avalanche_ext.registry import LOGGERS, check_arguments, resolve_type
 from avalanche_ext.runtime import parse_runtime, runtime_plugins
 from avalanche_ext.safety import (
     EpochCheckpointer,
@@ -272,7 +272,8 @@ class Experiment:
         # Build (and drop) the strategy once, so every key is checked before anything is written;
         # loggers are only resolved here: constructing them would create files.
         for i, logger in enumerate(cfg.get("loggers") or []):
-            resolve_type(LOGGERS, str(logger.get("type")), f"loggers[{i}]")
+            cls = resolve_type(LOGGERS, str(logger.get("type")), f"loggers[{i}]")
+            check_arguments(cls, {k: v for k, v in logger.items() if k != "type"}, f"loggers[{i}]")
         with (
             warnings.catch_warnings()
         ):  # "No loggers specified": this evaluator logs nothing on purpose
@@ -287,6 +288,20 @@ class Experiment:
         first = next(iter(self.scenario.benchmark.train_stream), None)
         if first is not None:
             probe_model(self.model, strategy._criterion, first, self.device, cfg.model)
+            probe_plugins(
+                self.model, self.plugins, first, lambda m, p: self._probe_strategy(m, p, evaluator)
+            )
+
+    def _probe_strategy(self, model: torch.nn.Module, plugins: list, evaluator):
+        """A throwaway strategy around copies, equipped as :func:`_train` equips the real one."""
+        strategy = builders.build_strategy(
+            self.cfg.cl_strategy, model, evaluator, self.device, plugins
+        )
+        strategy.ncd = DiscoveryState(
+            num_known_classes=self.scenario.initial_num_classes or self.scenario.num_classes
+        )
+        strategy.scenario_info = known_view(self.scenario)
+        return strategy
 
     @property
     def scenario_type(self) -> str | None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ __all__ = [
     "scenario_config",
     "resolve_pipelines",
     "dump_config",
+    "atomic_write",
     "atomic_write_text",
     "did_you_mean",
 ]
@@ -143,12 +146,37 @@ def resolve_pipelines(cfg: Config) -> None:
     cfg._transform_keys = keys
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to a temporary file next to ``path``, then renames it over ``path``."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Calls ``write(tmp)`` on a temporary file next to ``path``, then renames it over ``path``.
+
+    The temporary file is in the same folder (a rename never crosses file systems), hidden, unique
+    per process and thread, and keeps ``path``'s suffix, so writers that choose a format from the
+    name (matplotlib's ``savefig``) still work. A reader sees the old file or the new one, never a
+    half-written one; if ``write`` fails, the temporary file is removed and ``path`` is untouched.
+    Every file of a run folder goes through here (or :func:`avalanche_ext.checkpoint
+    .save_checkpoint`), except the loggers' line streams (README, "What a run writes").
+
+    Args:
+        path: the file to (re)place.
+        write: writes the whole content to the path it is given.
+
+    Returns:
+        ``path``.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes ``text`` (UTF-8) to a temporary file next to ``path``, then renames it over ``path``."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def dump_config(cfg: Config, path: str | os.PathLike) -> None:

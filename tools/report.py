@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import avalanche_ext  # noqa: E402, F401  - applies the stack's import fixes first
 from avalanche_ext.errors import ConfigError  # noqa: E402
 from avalanche_ext.report import compare_runs, load_results, summarize, write_report  # noqa: E402
+from avalanche_ext.strict import atomic_write_text  # noqa: E402
 from avalanche_ext.utils import to_jsonable  # noqa: E402
 
 __all__ = ["main", "parse_args"]
@@ -54,9 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _write_json(path: Path, data: dict) -> None:
     """Writes strict JSON atomically, so an interrupted write never leaves half a results.json."""
     text = json.dumps(to_jsonable(data), indent=2, allow_nan=False)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from avalanche_ext.report import plots
 from avalanche_ext.report._document import Document, format_percent, format_value
 from avalanche_ext.report.long_tail_compare import add_long_tail_sections
 from avalanche_ext.report.summarize import summarize
+from avalanche_ext.strict import atomic_write_text
 
 __all__ = ["resolve_run_dir", "load_results", "comparison_rows", "compare_runs", "CURVE_DEFINITION"]
 
@@ -214,6 +215,6 @@ def compare_runs(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) 
     artifacts.update(add_long_tail_sections(doc, [row["name"] for row in rows], summarized, out))
     runs_section = doc.section("Runs")
     runs_section.table(["run", "folder"], [[row["name"], row["run_dir"]] for row in rows])
-    (out / "comparison.md").write_text(doc.to_markdown(), encoding="utf-8")
-    (out / "comparison.html").write_text(doc.to_html(str(out)), encoding="utf-8")
+    atomic_write_text(out / "comparison.md", doc.to_markdown())
+    atomic_write_text(out / "comparison.html", doc.to_html(str(out)))
     return {"columns": [key for key, _, _ in columns], "rows": rows, "artifacts": artifacts}

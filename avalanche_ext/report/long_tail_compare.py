@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from avalanche_ext.report._document import Document, format_percent
+from avalanche_ext.strict import atomic_write
 
 __all__ = [
     "LONG_TAIL_COLUMNS",
@@ -106,7 +107,7 @@ def plot_per_class_comparison(
     ax.set_title(title)
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
     return path
 
 

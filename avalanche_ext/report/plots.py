@@ -13,6 +13,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from avalanche_ext.strict import atomic_write
+
 __all__ = [
     "plot_accuracy_matrix",
     "plot_confusion_matrix",
@@ -42,10 +44,10 @@ def _figure(width: float, height: float) -> tuple[Figure, Axes]:
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> str:
-    """Writes ``fig`` to ``path`` as PNG (creating its folder) and returns the path."""
+    """Writes ``fig`` to ``path`` as PNG (creating its folder), atomically; returns the path."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=_DPI, bbox_inches="tight", format="png")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=_DPI, bbox_inches="tight", format="png"))
     return path
 
 

@@ -13,6 +13,7 @@ from avalanche_ext.metrics.streaming import accuracy_matrix, experience_forgetti
 from avalanche_ext.report import plots
 from avalanche_ext.report._document import Document, format_percent, format_value
 from avalanche_ext.report.summarize import summarize
+from avalanche_ext.strict import atomic_write_text
 
 __all__ = ["write_report", "build_document", "FIGURES_DIR"]
 
@@ -482,10 +483,8 @@ def write_report(results: dict[str, Any], run_dir: str) -> dict[str, str]:
     view = summarize(dict(results))
     artifacts = _make_figures(view, run_dir)
     doc = build_document(view, artifacts)
-    with open(os.path.join(run_dir, "report.md"), "w", encoding="utf-8") as handle:
-        handle.write(doc.to_markdown())
-    with open(os.path.join(run_dir, "report.html"), "w", encoding="utf-8") as handle:
-        handle.write(doc.to_html(run_dir))
+    atomic_write_text(os.path.join(run_dir, "report.md"), doc.to_markdown())
+    atomic_write_text(os.path.join(run_dir, "report.html"), doc.to_html(run_dir))
     artifacts.update(report_md="report.md", report_html="report.html")
     results.setdefault("artifacts", {})
     if isinstance(results["artifacts"], dict):

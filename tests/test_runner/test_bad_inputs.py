@@ -140,6 +140,21 @@ CASES = [
     ("metric-typo-argument", ["--cfg-options", "metrics.0.epochs=True"], "metrics[0].epochs"),
     ("unknown-logger", "leaf:loggers = [dict(type='TextLoger')]", "loggers[0].type"),
     (
+        "logger-typo-argument",  # loggers are built after the run folder exists: checked before
+        "leaf:loggers = [dict(type='TextLogger', fiel='x.log')]",
+        "loggers[0].fiel: unexpected key for type TextLogger; did you mean 'file'?",
+    ),
+    (
+        "loss-typo-argument",
+        ["--cfg-options", "cl_strategy.loss.loss_weigth=1.0"],
+        "did you mean 'loss_weight'?",
+    ),
+    (
+        "scheduler-typo-argument",
+        "leaf:cl_strategy = dict(scheduler=dict(type='StepLR', step_sise=1))",
+        "cl_strategy.scheduler.step_sise: unexpected key for type StepLR; did you mean 'step_size'?",
+    ),
+    (
         "head-does-not-fit-backbone",
         ["--cfg-options", "model.head.in_channels=32"],
         "model.head.in_channels=32",
