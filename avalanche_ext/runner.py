@@ -712,6 +712,7 @@ def _payload(next_exp: int, exp: Experiment, strategy, evaluator, results) -> di
         "optimizer": strategy.optimizer.state_dict(),
         "optimizer_param_names": _optimizer_param_names(strategy, exp.model),
         "plugins": plugin_states,
+        "configured_plugins": [type(p).__name__ for p in exp.plugins],
         "ncd": discovery_state(strategy).state_dict(),
         "evaluator": capture_state(evaluator),
         "clock": capture_state(strategy.clock),
@@ -828,6 +829,15 @@ def check_resume_fits(
     ]
     if exp.resume_refusal:
         raise ConfigError(f"--resume: {exp.resume_refusal}; rerun without --resume")
+    saved_types = ckpt.get("configured_plugins")
+    own_types = [type(p).__name__ for p in exp.plugins]
+    if saved_types is not None and saved_types != own_types and not fresh_plugins_ok:
+        # Plugin states are keyed by position: another list shifts the keys of the plugins the
+        # strategy appends itself, and the LR scheduler (among others) would silently start fresh.
+        raise ConfigError(
+            f"--resume: the checkpoint was made with plugins {saved_types or '[]'}, this config "
+            f"has {own_types or '[]'}; resume with the run's own config"
+        )
     for i, plugin in enumerate(exp.plugins):  # the configured plugins come first
         stateless = type(plugin).__name__ in _STATELESS_PLUGINS
         missing_state = _plugin_name(plugin, i) not in ckpt.get("plugins", {})

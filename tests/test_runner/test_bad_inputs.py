@@ -243,6 +243,11 @@ CASES = [
         "leaf:cl_strategy = dict(plugins=[dict(type='EWCPlugin', ewc_lambda=1)])::--resume {run}",
         "EWCPlugin",
     ),
+    (  # plugin states are keyed by position: another list would restart the LR scheduler
+        "resume-other-plugin-list",
+        "leaf:cl_strategy = dict(plugins=[dict(type='TestTimeFlipPlugin')])::--resume {run}",
+        "was made with plugins []",
+    ),
     (
         "resume-stateful-strategy",
         ["--resume", "{run}", "--cfg-options", "cl_strategy.type=Cumulative"],
