@@ -44,7 +44,7 @@ from avalanche_ext.config import load_config  # noqa: E402
 from avalanche_ext.registry import PLUGINS  # noqa: E402
 from strategies.confidence_gate import ConfidenceGatedPoolPlugin  # noqa: E402
 
-DEFAULT_CONFIG = "configs/ncd/dualteacher-replay_resnet20_cpu-8e_cifar100-80+20lt.py"
+DEFAULT_CONFIG = "configs/ncd/dualteacher-replay_resnet14_cpu-11e_cifar100-80+20lt.py"
 GATE, CLUSTER, UPDATE = 0, 1, 2
 
 
@@ -96,7 +96,7 @@ def variants(cfg) -> dict[str, list[dict] | None]:
         "oracle gate": oracle,
         "no gate (pool everything)": edit(GATE, threshold="all"),
         "cluster the pool only": edit(CLUSTER, cluster_on="pool"),
-        "fixed known centres (GCD k-means)": edit(CLUSTER, known_centres=True),
+        "free centres (plain k-means)": edit(CLUSTER, known_centres=False),
         "no replay": edit(UPDATE, replay_weight=0.0),
         "no calibration": edit(UPDATE, calibrate_new_bias=False),
         "LwF baseline": lwf,

@@ -19,7 +19,7 @@ from avalanche_ext.runner import run
 
 pytestmark = pytest.mark.slow
 
-FLAGSHIP = "configs/ncd/dualteacher-replay_resnet20_cpu-8e_cifar100-80+20lt.py"
+FLAGSHIP = "configs/ncd/dualteacher-replay_resnet14_cpu-11e_cifar100-80+20lt.py"
 
 
 def test_update_triggers_discovers_and_keeps_old_classes_on_real_cifar(tmp_path):

@@ -3,9 +3,11 @@
 # experience of the 20 novel classes' 10,000 images + 2,500 held-back known ones), in at most
 # 15 minutes on the slower 2-core machine kind. Measured numbers: benchmarks/RESULTS.md.
 #
-# Base phase (8 epochs): CIFAR ResNet-20, one-cycle SGD, logit-adjusted CE with label smoothing.
+# Base phase (11 epochs): CIFAR ResNet-14 (1.4x the images/s of ResNet-20 on these CPUs: 11 epochs
+# in the time of 8, known accuracy 0.421 vs 0.364), one-cycle SGD, logit-adjusted CE + label smoothing.
 # Discovery: transductive gate (semi-supervised k-means margin, calibrated on held-out known images)
-# -> pool; k-means (k = 20) of every discovery sample -> pseudo-labels of the pooled ones -> new
+# -> pool; semi-supervised k-means (GCD: the 80 known prototypes fixed, k = 20 free centres) of every
+# discovery sample -> pseudo-labels of the pooled ones -> new
 # rows set from the clusters -> dual-teacher update of the
 # head (old-logit distillation + old-class feature replay), backbone frozen -> old-vs-new offset
 # calibrated on the held-out known images.
@@ -16,13 +18,13 @@ _base_ = [
     '../_base_/runtime/default.py',
 ]
 
-model = dict(backbone=dict(depth=20), head=dict(num_classes=80))  # grows to 80 + k
+model = dict(backbone=dict(depth=14), head=dict(num_classes=80))  # grows to 80 + k
 # The step tail of the issue's plain baseline: 40 head classes x 468 images, 40 tail x 46 (rho 0.1).
 scenario = dict(imbalance_type='step', imbalance_ratio=0.1, step_fraction=0.5)
 cl_strategy = dict(
     train_mb_size=128,
     eval_mb_size=512,
-    train_epochs=[8, 4],  # base experience, discovery update
+    train_epochs=[11, 4],  # base experience, discovery update
     optimizer=dict(type='SGD', lr=0.2, momentum=0.9, weight_decay=5e-4, nesterov=True),
     scheduler=dict(type='OneCycleLR', max_lr=0.2, total_steps='auto', pct_start=0.25),
     # logit adjustment (Menon et al. 2021) for the balanced test of a long-tailed base; counts arrive
@@ -45,7 +47,7 @@ cl_strategy = dict(
             type='PseudoLabelClusteringPlugin',
             num_clusters=20,
             cluster_on='all',  # every discovery sample; only pooled ones are trained on
-            known_centres=False,
+            known_centres=True,  # held-back known images join their class (0.413 vs 0.363 on ResNet-20)
             pca_dim=64,  # all 64 dims: PCA centres the features (0.377 vs 0.356 cluster acc uncentred, 0.370 at 32)
             balanced=False,
             n_init=10,
@@ -75,4 +77,4 @@ metrics = [
 eval_streams = []  # the test stream already holds every class; known/novel views are in discovery
 loggers = [dict(type='TextLogger')]
 checkpoint_config = dict(interval=1)
-work_dir = 'work_dirs/dualteacher-replay_resnet20_cpu-8e_cifar100-80+20lt'
+work_dir = 'work_dirs/dualteacher-replay_resnet14_cpu-11e_cifar100-80+20lt'
