@@ -96,7 +96,7 @@ def variants(cfg) -> dict[str, list[dict] | None]:
         "oracle gate": oracle,
         "no gate (pool everything)": edit(GATE, threshold="all"),
         "cluster the pool only": edit(CLUSTER, cluster_on="pool"),
-        "free centres (plain k-means)": edit(CLUSTER, known_centres=False),
+        "fixed known centres (GCD k-means)": edit(CLUSTER, known_centres=True),
         "no replay": edit(UPDATE, replay_weight=0.0),
         "no calibration": edit(UPDATE, calibrate_new_bias=False),
         "LwF baseline": lwf,

@@ -64,9 +64,11 @@ CONVENTIONS = {
 }
 CLUSTER_ACC_CONVENTION = (
     "Hungarian accuracy of the cluster assignment of ALL truly novel samples of the discovery "
-    "experiences (each sample's nearest novel cluster, pooled or not), one matching over all "
-    "experiences; permutation chance = the same accuracy of the assignment randomly permuted "
-    "(same cluster sizes), mean of 20 draws"
+    "experiences (each sample's novel cluster, pooled or not), one matching over all "
+    "experiences; a novel sample the clustering gave to a known class (semi-supervised k-means) "
+    "or to no cluster counts as wrong (acc_assigned: the accuracy over the assigned ones alone); "
+    "permutation chance = the same accuracy of the assignment randomly permuted (same cluster "
+    "sizes), mean of 20 draws; NMI / ARI with the unassigned samples as one more cluster"
 )
 
 
@@ -202,6 +204,40 @@ def cluster_quality(y_true: Any, assigned: Any) -> dict[str, Any]:
     }
 
 
+def all_novel_quality(y_novel: Any, assigned: Any) -> dict[str, Any]:
+    """Cluster quality over ALL novel samples, where ``assigned < 0`` means the sample got no novel
+    cluster (semi-supervised k-means gave it to a known class): it counts as wrong, a discovery miss
+    rather than a sample to leave out.
+
+    Args:
+        y_novel: ``[N]`` true classes of every novel sample.
+        assigned: ``[N]`` their novel cluster ids, ``-1`` where none.
+
+    Returns:
+        dict: ``acc`` (Hungarian-correct / N), ``acc_assigned`` (correct / assigned), ``chance``
+        (permutation chance on the same footing), ``nmi`` / ``ari`` (the unassigned samples as one
+        more cluster), ``coverage`` (assigned / N), ``num_samples`` (N), ``num_assigned``.
+    """
+    y = _array(y_novel, np.int64)
+    a = _array(assigned, np.int64)
+    if y.size == 0:
+        return {**cluster_quality([], []), "coverage": None, "acc_assigned": None}
+    ok = a >= 0
+    sub = cluster_quality(y[ok], a[ok])
+    coverage = float(ok.mean())
+    whole = cluster_quality(y, a) if not ok.all() else sub
+    return {
+        "acc": None if sub["acc"] is None else sub["acc"] * coverage,
+        "acc_assigned": sub["acc"],
+        "nmi": whole["nmi"],
+        "ari": whole["ari"],
+        "chance": None if sub["chance"] is None else sub["chance"] * coverage,
+        "num_samples": int(y.size),
+        "num_assigned": int(ok.sum()),
+        "coverage": coverage,
+    }
+
+
 # ---------------------------------------------------------------------------- per experience
 def _pieces(entry: Mapping[str, Any], known: np.ndarray) -> dict[str, Any]:
     """Per-sample arrays of one discovery experience (those its log entry allows)."""
@@ -258,7 +294,7 @@ def _clusters(pieces: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for p in pieces:
         assigned = _assignment(p)
         if assigned is not None:
-            chosen = p["is_novel"] & (assigned >= 0)
+            chosen = p["is_novel"]
             true_all.append(p["true"][chosen])
             pred_all.append(assigned[chosen])
         pseudo = p.get("pseudo_labels")
@@ -269,9 +305,9 @@ def _clusters(pieces: Sequence[dict[str, Any]]) -> dict[str, Any]:
             true_pool.append(p["true"][chosen])
             pred_pool.append(pseudo[chosen])
     cat = np.concatenate
-    whole = cluster_quality(cat(true_all), cat(pred_all)) if true_all else cluster_quality([], [])
-    num_novel = int(sum(int(p["is_novel"].sum()) for p in pieces))
-    whole["coverage"] = whole["num_samples"] / num_novel if num_novel else None
+    whole = (
+        all_novel_quality(cat(true_all), cat(pred_all)) if true_all else all_novel_quality([], [])
+    )
     pool = cluster_quality(cat(true_pool), cat(pred_pool)) if true_pool else cluster_quality([], [])
     return {"all_novel": whole, "pooled_novel": pool}
 
@@ -401,7 +437,7 @@ def discovery_summary(
             "cluster_nmi": clusters["all_novel"]["nmi"],
             "cluster_ari": clusters["all_novel"]["ari"],
             "cluster_acc_convention": CLUSTER_ACC_CONVENTION,
-            "num_clustered": clusters["all_novel"]["num_samples"],
+            "num_clustered": clusters["all_novel"].get("num_assigned", 0),
             "triggered": last.get("triggered") if entries else None,
             "reason": last.get("reason") if entries else "no discovery experience was scored",
             "conventions": conventions,

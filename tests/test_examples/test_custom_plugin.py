@@ -1,5 +1,6 @@
-"""The example of a user's own plugin (examples/my_plugin.py) runs through train_config.py, registered
-only by its config's custom_imports, and its effect shows in results.json.
+"""The example of a user's own plugin (examples/my_plugin.py) runs through train_config.py (its
+``main``, in-process), registered only by its config's custom_imports, and its effect shows in
+results.json.
 """
 
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import run_main
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "configs/examples/custom_plugin_synthetic.py"
@@ -16,7 +17,7 @@ CONFIG = "configs/examples/custom_plugin_synthetic.py"
 
 @pytest.mark.slow
 def test_custom_plugin_runs_through_the_cli(tmp_path):
-    done = run_cli(CONFIG, "--work-dir", str(tmp_path))
+    done = run_main(CONFIG, "--work-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "latest" / "results.json").read_text())
     assert len(results["experiences"]) == 3

@@ -71,10 +71,12 @@ def test_hand_computed_summary():
         "novel": [2, 2],
     }
     # no cluster_of_all: the pseudo-labels of the novel samples that have one: 1, 2, 3 with
-    # pseudo 5, 5, 4 for true 2, 2, 3 -> 1.0, over 3 of the 4 novel samples
-    assert out["cluster_acc"] == 1.0 and out["num_clustered"] == 3
+    # pseudo 5, 5, 4 for true 2, 2, 3 -> all right, but the 4th novel sample got no cluster and
+    # counts as wrong: 3 / 4 over ALL novel samples (1.0 over the assigned ones)
+    assert out["cluster_acc"] == 0.75 and out["num_clustered"] == 3
     assert out["clusters"]["all_novel"]["coverage"] == 0.75
-    assert out["per_experience"][0]["cluster_acc"] == 1.0
+    assert out["clusters"]["all_novel"]["acc_assigned"] == 1.0
+    assert out["per_experience"][0]["cluster_acc"] == 0.75
     assert out["per_experience"][0]["gate"]["precision"] == 0.75
     assert out["per_experience"][0]["triggered"] is True
     assert out["floor"] is None
@@ -115,9 +117,11 @@ def test_aggregates_experiences_with_one_matching():
     }
     out = discovery_summary(Y_ALL, P_ALL, [0, 1], [ENTRY, second])
     # clustered: (2,5), (2,5), (3,4) from exp 1 and (3,5), (2,4) from exp 2: best one-to-one
-    # matching 5->2, 4->3 gets 3 of 5 right
-    assert out["cluster_acc"] == pytest.approx(3 / 5) and out["num_clustered"] == 5
-    assert [e["cluster_acc"] for e in out["per_experience"]] == [1.0, 1.0]
+    # matching 5->2, 4->3 gets 3 of the 5 clustered right; 6 novel samples in all (one of exp 1
+    # got no cluster and counts as wrong): 3 / 6
+    assert out["cluster_acc"] == pytest.approx(3 / 6) and out["num_clustered"] == 5
+    assert out["clusters"]["all_novel"]["acc_assigned"] == pytest.approx(3 / 5)
+    assert [e["cluster_acc"] for e in out["per_experience"]] == [0.75, 1.0]
     assert out["gate"]["threshold"] == 0.5  # the last discovery experience's
     assert out["gate"]["num_pooled"] == 7 and out["gate"]["precision"] == pytest.approx(5 / 7)
 

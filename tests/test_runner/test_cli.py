@@ -1,8 +1,8 @@
 """train_config.py as a user meets it: dry run, run folders, and one-line errors with exit code 2.
 
 ``cli`` runs ``train_config.main`` in-process (same code path, no 6 s process start per case);
-``cli_process`` is the real interpreter, kept where only a process can show it: the dry run and a
-missing file from a cold start, and ``--debug``'s top-level traceback."""
+``cli_process`` is the real interpreter, kept for the dry run: the command a user types, from a
+cold start (imports, exit code of the process)."""
 
 from __future__ import annotations
 
@@ -84,8 +84,8 @@ def test_unknown_plugin_names_its_index(cli, tmp_path):
     _one_line_error(cli(str(cfg), "--dry-run"), "cl_strategy.plugins[1].type", "'LwFPlugin'")
 
 
-def test_missing_config_file_and_missing_data(cli, cli_process, tmp_path):
-    _one_line_error(cli_process(str(tmp_path / "nope.py")), "nope.py", "not found")
+def test_missing_config_file_and_missing_data(cli, tmp_path):
+    _one_line_error(cli(str(tmp_path / "nope.py")), "nope.py", "not found")
     bad = tmp_path / "cifar.py"
     bad.write_text(
         f"_base_ = ['{SYNTHETIC_CONFIG}']\n"
@@ -139,8 +139,8 @@ def test_runs_write_new_folders_and_a_failed_run_destroys_nothing(cli, tmp_path)
     assert json.loads(open(os.path.join(run2, "results.json")).read())["seed"] == 1
 
 
-def test_debug_shows_the_traceback(cli_process):
-    proc = cli_process(
+def test_debug_shows_the_traceback(cli):
+    proc = cli(
         str(SYNTHETIC_CONFIG), "--dry-run", "--debug", "--cfg-options", "cl_strategy.type=Naiv"
     )
     assert proc.returncode != 0
