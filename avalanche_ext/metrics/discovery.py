@@ -223,15 +223,17 @@ def all_novel_quality(y_novel: Any, assigned: Any) -> dict[str, Any]:
     if y.size == 0:
         return {**cluster_quality([], []), "coverage": None, "acc_assigned": None}
     ok = a >= 0
-    sub = cluster_quality(y[ok], a[ok])
     coverage = float(ok.mean())
-    whole = cluster_quality(y, a) if not ok.all() else sub
+    # accuracy and chance of the assigned ones (the unassigned cannot be matched to a class);
+    # NMI / ARI over every sample, -1 being one more cluster
+    acc = cluster_accuracy(y[ok], a[ok]) if ok.any() else None
+    chance = permutation_chance(y[ok], a[ok])
     return {
-        "acc": None if sub["acc"] is None else sub["acc"] * coverage,
-        "acc_assigned": sub["acc"],
-        "nmi": whole["nmi"],
-        "ari": whole["ari"],
-        "chance": None if sub["chance"] is None else sub["chance"] * coverage,
+        "acc": None if acc is None else acc * coverage,
+        "acc_assigned": acc,
+        "nmi": float(normalized_mutual_info_score(y, a)),
+        "ari": float(adjusted_rand_score(y, a)),
+        "chance": None if chance is None else chance * coverage,
         "num_samples": int(y.size),
         "num_assigned": int(ok.sum()),
         "coverage": coverage,
