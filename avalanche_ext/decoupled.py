@@ -59,6 +59,13 @@ def balanced_feature_batches(
     return list(draw.split(batch_size))
 
 
+def _present_rows(layer: nn.Linear, labels: torch.Tensor) -> torch.Tensor:
+    """``[C]`` bool on the layer's device: the rows of the classes that occur in ``labels``."""
+    present = torch.zeros(layer.out_features, dtype=torch.bool)
+    present[torch.unique(labels[labels >= 0])] = True
+    return present.to(layer.weight.device)
+
+
 def _fit(
     params: list[nn.Parameter],
     logits_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -114,9 +121,7 @@ def fit_classifier_rows(
         the training loss of each epoch.
     """
     device = layer.weight.device
-    present = torch.zeros(layer.out_features, dtype=torch.bool)
-    present[torch.unique(labels[labels >= 0])] = True
-    present = present.to(device)
+    present = _present_rows(layer, labels)
     weight = layer.weight.detach().clone()
     bias = layer.bias.detach().clone() if layer.bias is not None else None
     if reinit_std is not None:
@@ -172,9 +177,7 @@ def fit_weight_scales(
         the factors ``f`` (``[C]``).
     """
     device = layer.weight.device
-    present = torch.zeros(layer.out_features, dtype=torch.bool)
-    present[torch.unique(labels[labels >= 0])] = True
-    present = present.to(device)
+    present = _present_rows(layer, labels)
     scales = nn.Parameter(torch.ones(layer.out_features, device=device))
     weight = layer.weight.detach()
     bias = layer.bias.detach() if layer.bias is not None else None
