@@ -204,6 +204,7 @@ def plan_known_novel(
     num_novel_experiences: int = 1,
     novel_shots: int | None = None,
     old_fraction: float = 0.2,
+    num_known: int | None = None,
     train_subset: int | None = None,
     test_subset: int | None = None,
     seed: int = 0,
@@ -225,6 +226,14 @@ def plan_known_novel(
     novel = select_novel_classes(novel_classes, num_classes, num_novel, seed, superclass_of)
     novel_set = set(novel)
     known = [c for c in range(num_classes) if c not in novel_set]
+    if num_known is not None:
+        num_known = _check_positive_int(num_known, f"{KEY}.num_known")
+        if num_known > len(known):
+            raise ConfigError(
+                f"{KEY}.num_known: {num_known} known classes asked, only {len(known)} classes "
+                "are not novel"
+            )
+        known = known[:num_known]
     num_known, num_novel = len(known), len(novel)
     num_exps = _check_positive_int(num_novel_experiences, f"{KEY}.num_novel_experiences")
     if num_exps > num_novel:
@@ -281,7 +290,7 @@ def plan_known_novel(
         discovery_indices=discovery_indices,
         discovery_classes=[[new_id[c] for c in group] for group in discovery_original],
         known_in_discovery=known_in_discovery,
-        test_indices={new_id[c]: tests[c] for c in range(num_classes)},
+        test_indices={new_id[c]: tests[c] for c in known + novel},
         train_class_counts=train_class_counts,
         held_back_per_class=held_back,
         n_max=n_max,
@@ -299,6 +308,7 @@ def cifar100_known_novel_lt(
     num_novel_experiences: int = 1,
     novel_shots: int | None = None,
     old_fraction: float = 0.2,
+    num_known: int | None = None,
     hide_novel_labels: bool = True,
     dataset: str = "cifar100",
     dataset_root: str | None = None,
@@ -327,6 +337,10 @@ def cifar100_known_novel_lt(
         novel_shots: training images per novel class (None: all of them).
         old_fraction: share of each discovery experience's images that are held-back known-class
             images (0.2: 20 %); those images are not in the base experience.
+        num_known: keep only the first ``num_known`` non-novel classes (ascending original id)
+            as known classes; the others are used nowhere (None: every non-novel class). A
+            small real-data setting with a test prior other than 80 / 20 (e.g. 10 known + 10
+            novel: half the test images novel); the default keeps the paper protocol.
         hide_novel_labels: discovery experiences yield ``(x, -1, sample_index, t)`` and their true
             labels go to ``BuiltScenario.hidden_labels``; False: ordinary labeled ``(x, y, t)``
             experiences (the class-incremental upper bound).
@@ -355,6 +369,7 @@ def cifar100_known_novel_lt(
         num_novel_experiences=num_novel_experiences,
         novel_shots=novel_shots,
         old_fraction=old_fraction,
+        num_known=num_known,
         train_subset=train_subset,
         test_subset=test_subset,
         seed=seed,

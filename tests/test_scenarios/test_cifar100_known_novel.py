@@ -184,6 +184,33 @@ def test_old_fraction_composition_and_disjoint_from_base(cifar):
         seen |= set(indices.tolist())
 
 
+def test_num_known_keeps_a_class_subset(cifar):
+    s = build(num_known=10, num_novel=10, imbalance_type="none")
+    assert s.num_classes == 20 and s.initial_num_classes == 10
+    assert s.info["original_class_ids"] == list(range(10)) + list(range(90, 100))
+    assert s.class_names == [cifar.class_names[c] for c in list(range(10)) + list(range(90, 100))]
+    plan = plan_known_novel(
+        cifar.train_labels, cifar.test_labels, 100, num_known=10, num_novel=10, **SMALL
+    )
+    used = set(range(10)) | set(range(90, 100))
+    train = torch.cat([plan.base_indices, *plan.discovery_indices])
+    assert {int(c) for c in cifar.train_labels[train]} == used
+    tests = torch.cat(list(plan.test_indices.values()))
+    assert {int(c) for c in cifar.test_labels[tests]} == used
+    # the test prior is now half novel; every image keeps its class through the remap
+    test_targets = [int(t) for e in s.benchmark.test_stream for t in e.dataset.targets]
+    assert Counter(test_targets) == {c: 4 for c in range(20)}
+    # 10 novel x 30 images; 0.2 old -> 75 known images held back, ceil(75 / 10) = 8 per class
+    assert s.info["held_back_per_class"] == 8 and s.info["n_max"] == 22
+    assert len(s.benchmark.train_stream[0].dataset) == 10 * 22
+
+
+@pytest.mark.parametrize("value, match", [(0, "positive int"), (81, "only 80 classes")])
+def test_bad_num_known(value, match):
+    with pytest.raises(ConfigError, match=f"scenario.num_known.*{match}"):
+        build(num_known=value)
+
+
 def test_no_old_fraction_means_only_novel():
     s = build(old_fraction=0.0)
     assert bool((s.hidden_labels[1] >= 80).all()) and s.info["held_back_per_class"] == 0

@@ -1,14 +1,23 @@
-"""The flagship discovery config on a small real CIFAR-100 subset (80 images per class, so 80 / 8
-per head / tail class, 4 + 2 epochs): the update must trigger, discover (novel test images mapped
-to their class: new accuracy above 0, where the base model scores exactly 0), keep the old classes
-(at most 5 points lost), and cluster far above chance.
+"""The flagship discovery recipe on a small real CIFAR-100 subset: it must trigger, discover, and
+beat the base model alone (no update) on all-class accuracy (FRoST's task-agnostic convention).
 
-Measured at this scale (one thread, as under `make test`'s workers: 75 s): old 0.094 (base 0.099),
-new 0.0125, all-class 0.078 against 0.079 for the base model alone, cluster accuracy 0.21 (chance
-0.096), gate AUROC 0.53. So "beats no update on all-class accuracy" is NOT asserted here (at 120
-images per class and 5 + 3 epochs it did not hold either: 0.106 vs 0.110); at full scale the
-flagship gains 0.001 (benchmarks/RESULTS.md). The test prior (80 % known) makes a 10 % known false-novel rate
-cost about as much as the new classes bring when features are this weak."""
+The subset is the classic NCD shape (CIFAR-10's 5 known + 5 novel, here on CIFAR-100 classes):
+the first 5 classes known (balanced, 375 base images each: a 5-class step tail would leave two
+37-image tail classes and test the tail, not discovery), the last 5 novel, their 2,500 images
+unlabeled with 625 held-back known ones, 100 test images per class; 12 + 3 epochs; k = 5. Every
+other setting is the flagship config's, known false-novel rate 0.1 included.
+
+Why not the 80 + 20 split here: at a test-sized subset its features are too weak to route novel
+images (80 images per class, 4 + 2 epochs: all-class 0.078 with the update against 0.079
+without), and at the full 80 + 20 scale the update's gain is a fraction of a point
+(benchmarks/RESULTS.md): with 80 % of the test images known, routing images to new classes pays
+only when known and novel separate well. Half the test images are novel here.
+
+Measured (one thread, as under `make test`'s workers; AMD EPYC, 66-67 s each), seeds 0 / 1 / 2:
+all-class 0.428 / 0.430 / 0.428 against 0.374 / 0.371 / 0.382 without the update (+0.046 to
++0.059); old 0.704 / 0.700 / 0.710 (base 0.748 / 0.742 / 0.764); new 0.152 / 0.160 / 0.146;
+cluster accuracy 0.441 / 0.455 / 0.428 (chance 0.22); gate AUROC 0.746 / 0.734 / 0.744. The
+bounds below sit well inside those."""
 
 from __future__ import annotations
 
@@ -20,19 +29,23 @@ from avalanche_ext.runner import run
 pytestmark = pytest.mark.slow
 
 FLAGSHIP = "configs/ncd/dualteacher-replay_resnet14_cpu-11e_cifar100-80+20lt.py"
+SUBSET = {
+    "model.head.num_classes": 5,
+    "scenario.num_known": 5,
+    "scenario.num_novel": 5,
+    "scenario.imbalance_type": "none",
+    "scenario.test_subset": 100,
+    "cl_strategy.train_epochs": [12, 3],
+    "cl_strategy.plugins.0.trigger_size": 50,
+    "cl_strategy.plugins.0.score_kwargs.k": 5,
+    "cl_strategy.plugins.1.num_clusters": 5,
+    "metrics": [dict(type="accuracy_metrics", experience=True, stream=True)],
+    "loggers": [],
+}
 
 
-def test_update_triggers_discovers_and_keeps_old_classes_on_real_cifar(tmp_path):
-    cfg = load_config(
-        FLAGSHIP,
-        {
-            "scenario.train_subset": 80,
-            "scenario.test_subset": 20,
-            "cl_strategy.train_epochs": [4, 2],
-            "cl_strategy.plugins.0.trigger_size": 100,
-            "loggers": [],
-        },
-    )
+def test_update_triggers_and_beats_no_update_on_real_cifar(tmp_path):
+    cfg = load_config(FLAGSHIP, SUBSET)
     messages: list[str] = []
     results = run(cfg, work_dir=str(tmp_path), progress=messages.append)
     d = results["discovery"]
@@ -40,6 +53,9 @@ def test_update_triggers_discovers_and_keeps_old_classes_on_real_cifar(tmp_path)
     assert any("discovery on experience 2" in m for m in messages)
     floor = d["floor"]["frost_task_agnostic"]
     assert floor["new_acc"] == 0.0, "the base model never predicts a new id"
-    assert d["new_acc"] > 0.0, "some novel test images get the id mapped to their class"
-    assert d["old_acc"] >= floor["old_acc"] - 0.05, (d["old_acc"], floor["old_acc"])
-    assert d["cluster_acc"] > d["cluster_chance"]
+    # the heart of it: discovering the novel classes raises all-class accuracy
+    assert d["all_acc"] >= floor["all_acc"] + 0.03, (d["all_acc"], floor["all_acc"])
+    assert d["new_acc"] >= 0.10, d["new_acc"]
+    assert d["old_acc"] >= floor["old_acc"] - 0.08, (d["old_acc"], floor["old_acc"])
+    assert d["cluster_acc"] >= 1.5 * d["cluster_chance"], (d["cluster_acc"], d["cluster_chance"])
+    assert d["gate"]["auroc"] >= 0.65, d["gate"]["auroc"]

@@ -25,6 +25,7 @@ scenario = dict(
     num_novel_experiences=1,
     novel_shots=None,
     old_fraction=0.2,
+    num_known=None,  # None: every non-novel class is known (the paper protocol)
     hide_novel_labels=True,
     image_size=None,
     train_subset=None,
