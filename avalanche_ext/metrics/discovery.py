@@ -16,6 +16,12 @@ Conventions (``CONVENTIONS``):
 * ``new_ids_only_hungarian``: old images by plain accuracy; novel images predicted among the NEW
   ids only (argmax of the new logits: a model that never predicts a new id gains nothing from the
   old ones) and matched by a Hungarian matching on the novel subset (UNO's task-aware evaluation).
+* ``frost_task_aware`` (FRoST's task-aware numbers): each test image is told whether it is old or
+  novel: an old image is scored by the argmax over the OLD logits, a novel one by the argmax over
+  the NEW logits mapped by the same training matching as the primary convention. It is the
+  all-class accuracy a perfect old-vs-new router would give with this head, so the gap to the
+  primary number is what routing costs (``routing_auroc`` beside it: ROC AUC of the test margin
+  ``max new logit - max old logit``, novel images positive).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score
 
 from avalanche_ext.metrics.clustering import cluster_accuracy, hungarian_match, old_new_all_accuracy
 from avalanche_ext.metrics.gate import gate_metrics, score_histogram
@@ -42,8 +48,10 @@ __all__ = [
     "experience_summary",
     "frost_task_agnostic",
     "map_predictions",
+    "frost_task_aware",
     "new_ids_only_hungarian",
     "permutation_chance",
+    "routing_auroc",
 ]
 
 PRIMARY = "frost_task_agnostic"
@@ -60,6 +68,10 @@ CONVENTIONS = {
     "new_ids_only_hungarian": (
         "old: plain accuracy; novel: argmax over the NEW ids only, Hungarian-matched on the novel "
         "subset (task-aware, UNO-style)"
+    ),
+    "frost_task_aware": (
+        "FRoST task-aware: old images by the argmax over the old logits, novel images by the "
+        "argmax over the new logits mapped by the training matching (a perfect old-vs-new router)"
     ),
 }
 CLUSTER_ACC_CONVENTION = (
@@ -176,6 +188,66 @@ def new_ids_only_hungarian(
         "new_acc": new_correct / n_new if n_new else None,
         "all_acc": (old_correct + new_correct) / y.size if y.size else None,
     }
+
+
+def _new_columns(logits: Any, num_known: int) -> torch.Tensor | None:
+    """The grown (real) new-class columns of ``logits`` (padded MASKED_LOGIT columns dropped)."""
+    if logits is None:
+        return None
+    t = torch.as_tensor(logits).float()
+    if t.ndim != 2 or t.shape[1] <= num_known or t.shape[0] == 0:
+        return None
+    real = t[:, num_known:].amax(0) > MASKED_LOGIT / 2
+    return torch.nonzero(real).flatten() + num_known if bool(real.any()) else None
+
+
+def frost_task_aware(
+    y_true: Any,
+    logits: Any,
+    known_classes: int | Iterable[int],
+    num_known: int,
+    mapping: Mapping[int, int],
+) -> dict[str, Any]:
+    """Old/new/all accuracy when each image is told its side (see :data:`CONVENTIONS`).
+
+    Args:
+        y_true: ``[N]`` true labels.
+        logits: ``[N, C]`` joint-head logits (None: nothing can be scored, all None).
+        known_classes: the known class ids.
+        num_known: old logit columns (``0..num_known-1``).
+        mapping: discovered id -> true class (from :func:`cluster_to_class_mapping`).
+    """
+    y = _array(y_true, np.int64)
+    if logits is None or y.size == 0:
+        return {"old_acc": None, "new_acc": None, "all_acc": None}
+    t = torch.as_tensor(logits).float()
+    old = np.isin(y, _known_set(known_classes))
+    correct = np.zeros(y.size, dtype=bool)
+    old_choice = t[:, :num_known].argmax(1).numpy()
+    correct[old] = old_choice[old] == y[old]
+    columns = _new_columns(t, num_known)
+    if columns is not None and (~old).any():
+        choice = columns[t[:, columns].argmax(1)].numpy()
+        mapped = np.array([mapping.get(int(c), -1) for c in choice])
+        correct[~old] = mapped[~old] == y[~old]
+    return {
+        "old_acc": float(correct[old].mean()) if old.any() else None,
+        "new_acc": float(correct[~old].mean()) if (~old).any() else None,
+        "all_acc": float(correct.mean()),
+    }
+
+
+def routing_auroc(y_true: Any, logits: Any, known_classes: int | Iterable[int], num_known: int):
+    """ROC AUC of ``max new logit - max old logit`` for novel (positive) vs known test images;
+    None without a grown new column or without both kinds of image."""
+    y = _array(y_true, np.int64)
+    columns = _new_columns(logits, num_known)
+    novel = ~np.isin(y, _known_set(known_classes))
+    if columns is None or novel.all() or not novel.any():
+        return None
+    t = torch.as_tensor(logits).float()
+    margin = t[:, columns].amax(1) - t[:, :num_known].amax(1)
+    return float(roc_auc_score(novel, margin.numpy()))
 
 
 def permutation_chance(y_true: Any, assigned: Any, draws: int = 20, seed: int = 0) -> float | None:
@@ -365,7 +437,9 @@ def _conventions(
         "frost_task_agnostic": frost_task_agnostic(y, p, known, mapping),
         "gcd_v2_all_hungarian": {k: v2[k] for k in ("old_acc", "new_acc", "all_acc")},
         "new_ids_only_hungarian": new_ids_only_hungarian(y, p, logits, known, num_known),
+        "frost_task_aware": frost_task_aware(y, logits, known, num_known, mapping),
         "_rates": {
+            "routing_auroc": routing_auroc(y, logits, known, num_known),
             "novel_predicted_new": float((~np.isin(p[novel], known)).mean())
             if novel.any()
             else None,
@@ -407,7 +481,8 @@ def discovery_summary(
         ``cluster_acc`` (all novel discovery samples) with ``cluster_chance``, ``cluster_nmi``,
         ``cluster_ari``, ``triggered`` and ``reason`` (of the last discovery experience),
         ``conventions`` (every convention's old/new/all), ``floor`` (same, base model),
-        ``novel_predicted_new`` (share of novel test images given a new id), ``chance``,
+        ``novel_predicted_new`` (share of novel test images given a new id),
+        ``routing_auroc`` (old-vs-new separation of the final head on the test set), ``chance``,
         ``clusters``, ``gate`` and ``per_experience``. Undefined values are None, never NaN.
     """
     options = dict(options or {})

@@ -301,6 +301,7 @@ _CONVENTION_NAMES = {
     "frost_task_agnostic": "FRoST task-agnostic (primary)",
     "gcd_v2_all_hungarian": "GCD v2: one Hungarian over all classes",
     "new_ids_only_hungarian": "new ids only, Hungarian on novel (task-aware)",
+    "frost_task_aware": "FRoST task-aware (each image told old or novel)",
 }
 
 
@@ -346,6 +347,10 @@ def _discovery(doc: Document, results: dict[str, Any], figures: dict[str, str]) 
         [
             "known test images predicted as a new id",
             format_percent(discovery.get("known_predicted_new")),
+        ],
+        [
+            "routing AUROC (max new - max old logit, novel vs known test images; chance 50 %)",
+            format_percent(discovery.get("routing_auroc")),
         ],
         [
             "cluster accuracy, all novel discovery samples",

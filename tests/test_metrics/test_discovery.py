@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from avalanche_ext.metrics.discovery import CONVENTIONS, discovery_summary, experience_summary
+from avalanche_ext.ncd_state import MASKED_LOGIT
 
 Y_ALL = [0, 0, 1, 1, 2, 2, 3, 3]  # classes 0, 1 known; 2, 3 novel
 P_ALL = [0, 1, 1, 1, 5, 5, 4, 0]  # novel classes predicted under cluster ids 5, 4 (and old 0)
@@ -52,6 +53,13 @@ def test_hand_computed_summary():
     # matching on the novel subset; old by plain accuracy 3/4; all (3 + 4) / 8
     ids = conventions["new_ids_only_hungarian"]
     assert (ids["old_acc"], ids["new_acc"], ids["all_acc"]) == (0.75, 1.0, 0.875)
+    # FRoST task-aware: old images by the old columns (3/4), novel ones by the new columns with
+    # the training mapping 5->2, 4->3: [5, 5, 4, 4] -> all right, sample 7 included (its new
+    # logit 4 is second to old 0): routing cost it in the primary number, not here
+    aware = conventions["frost_task_aware"]
+    assert (aware["old_acc"], aware["new_acc"], aware["all_acc"]) == (0.75, 1.0, 0.875)
+    # margins max new - max old: known -10 (x4); novel 10, 10, 10, -5: every pair ordered right
+    assert out["routing_auroc"] == 1.0
     assert set(out["convention_texts"]) == set(CONVENTIONS)
     # 3 of the 4 novel test images got a new id; no known one did
     assert out["novel_predicted_new"] == 0.75 and out["known_predicted_new"] == 0.0
@@ -93,6 +101,26 @@ def test_floor_is_scored_under_every_convention_with_the_same_mapping():
     }
     assert out["floor"]["new_ids_only_hungarian"]["new_acc"] == 0.0  # no logits: no new id
     assert set(out["floor"]) == set(CONVENTIONS)
+
+
+def test_task_aware_floor_and_routing_need_grown_new_columns():
+    floor = [0, 1, 1, 1, 0, 1, 1, 0]
+    width2 = logits_of(floor, width=6)[:, :2]  # the base model: two (old) columns only
+    out = discovery_summary(
+        Y_ALL,
+        P_ALL,
+        [0, 1],
+        [ENTRY],
+        logits_all=width2,
+        floor={"predictions": floor, "logits": width2},
+    )
+    assert out["floor"]["frost_task_aware"] == {"old_acc": 0.75, "new_acc": 0.0, "all_acc": 0.375}
+    assert out["routing_auroc"] is None  # nothing grown: no new-vs-old margin to rank
+    # padded columns (MASKED_LOGIT) are not grown classes either
+    padded = torch.cat([width2, torch.full((8, 4), MASKED_LOGIT)], 1)
+    out = discovery_summary(Y_ALL, P_ALL, [0, 1], [ENTRY], logits_all=padded)
+    assert out["conventions"]["frost_task_aware"]["new_acc"] == 0.0
+    assert out["routing_auroc"] is None
 
 
 def test_cluster_of_all_is_preferred_over_the_pseudo_labels():
