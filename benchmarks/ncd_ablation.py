@@ -15,7 +15,9 @@
    full pipeline.
 
 Prints a markdown table (old/new/all under FRoST's task-agnostic convention, cluster accuracy with
-its permutation chance, gate AUROC, share of novel test images given a new id, seconds) and, with
+its permutation chance, gate AUROC, share of novel test images given a new id, the final head's
+old-vs-new routing AUROC on the test set, all-class accuracy under FRoST's task-aware convention
+(each image told old or novel: what a perfect router would give), seconds) and, with
 ``--write-results``, appends it to ``benchmarks/RESULTS.md`` with the machine's CPU model.
 """
 
@@ -115,6 +117,8 @@ def _row(name: str, results: dict, seconds: float) -> dict[str, Any]:
             "cluster_chance": None,
             "auroc": gate.get("auroc"),
             "novel_predicted_new": 0.0,
+            "routing_auroc": None,
+            "task_aware_all": ((d.get("floor") or {}).get("frost_task_aware") or {}).get("all_acc"),
             "seconds": seconds,
         }
     return {
@@ -126,6 +130,10 @@ def _row(name: str, results: dict, seconds: float) -> dict[str, Any]:
         "cluster_chance": d.get("cluster_chance"),
         "auroc": gate.get("auroc"),
         "novel_predicted_new": d.get("novel_predicted_new"),
+        "routing_auroc": d.get("routing_auroc"),
+        "task_aware_all": ((d.get("conventions") or {}).get("frost_task_aware") or {}).get(
+            "all_acc"
+        ),
         "seconds": seconds,
     }
 
@@ -163,6 +171,8 @@ def run_seed(cfg_path: str, seed: int, out: Path, quick: dict | None) -> list[di
             "cluster_chance": base["cluster_chance"],
             "auroc": base["msp_auroc"],
             "novel_predicted_new": None,
+            "routing_auroc": None,
+            "task_aware_all": None,
             "seconds": time.time() - t0,
         }
     )
@@ -215,13 +225,16 @@ def _fmt(values: list) -> str:
 def table(all_rows: list[list[dict[str, Any]]]) -> str:
     names = [r["variant"] for r in all_rows[0]]
     keys = ["old_acc", "new_acc", "all_acc", "cluster_acc", "cluster_chance", "auroc"]
-    keys += ["novel_predicted_new", "seconds"]
-    head = "| variant | old | new | all | cluster acc | cluster chance | gate AUROC | novel -> new id | s |"
+    keys += ["novel_predicted_new", "routing_auroc", "task_aware_all", "seconds"]
+    head = (
+        "| variant | old | new | all | cluster acc | cluster chance | gate AUROC | novel -> new id "
+        "| routing AUROC | all, task-aware | s |"
+    )
     lines = [head, "|---|" + "--:|" * len(keys)]
     for i, name in enumerate(names):
         cells = []
         for key in keys:
-            values = [rows[i][key] for rows in all_rows]
+            values = [rows[i].get(key) for rows in all_rows]
             cells.append(_fmt(values) if key != "seconds" else f"{statistics.mean(values):.0f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

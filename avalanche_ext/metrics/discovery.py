@@ -207,21 +207,36 @@ def frost_task_aware(
     known_classes: int | Iterable[int],
     num_known: int,
     mapping: Mapping[int, int],
+    predictions: Any = None,
 ) -> dict[str, Any]:
     """Old/new/all accuracy when each image is told its side (see :data:`CONVENTIONS`).
 
     Args:
         y_true: ``[N]`` true labels.
-        logits: ``[N, C]`` joint-head logits (None: nothing can be scored, all None).
+        logits: ``[N, C]`` joint-head logits.
         known_classes: the known class ids.
         num_known: old logit columns (``0..num_known-1``).
         mapping: discovered id -> true class (from :func:`cluster_to_class_mapping`).
+        predictions: ``[N]`` argmax predictions, used only without ``logits``: when every one is
+            an old id (a model without new rows, e.g. the floor) they are the old-column argmax
+            and no novel image can be right. Otherwise, without logits, all None.
     """
     y = _array(y_true, np.int64)
+    known = _known_set(known_classes)
+    if logits is None and predictions is not None and y.size:
+        p = _array(predictions, np.int64)
+        if np.isin(p, known).all():
+            old = np.isin(y, known)
+            correct = (p == y) & old
+            return {
+                "old_acc": float(correct[old].mean()) if old.any() else None,
+                "new_acc": 0.0 if (~old).any() else None,
+                "all_acc": float(correct.mean()),
+            }
     if logits is None or y.size == 0:
         return {"old_acc": None, "new_acc": None, "all_acc": None}
     t = torch.as_tensor(logits).float()
-    old = np.isin(y, _known_set(known_classes))
+    old = np.isin(y, known)
     correct = np.zeros(y.size, dtype=bool)
     old_choice = t[:, :num_known].argmax(1).numpy()
     correct[old] = old_choice[old] == y[old]
@@ -437,7 +452,7 @@ def _conventions(
         "frost_task_agnostic": frost_task_agnostic(y, p, known, mapping),
         "gcd_v2_all_hungarian": {k: v2[k] for k in ("old_acc", "new_acc", "all_acc")},
         "new_ids_only_hungarian": new_ids_only_hungarian(y, p, logits, known, num_known),
-        "frost_task_aware": frost_task_aware(y, logits, known, num_known, mapping),
+        "frost_task_aware": frost_task_aware(y, logits, known, num_known, mapping, p),
         "_rates": {
             "routing_auroc": routing_auroc(y, logits, known, num_known),
             "novel_predicted_new": float((~np.isin(p[novel], known)).mean())

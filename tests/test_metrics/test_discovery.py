@@ -100,6 +100,8 @@ def test_floor_is_scored_under_every_convention_with_the_same_mapping():
         "all_acc": 0.375,
     }
     assert out["floor"]["new_ids_only_hungarian"]["new_acc"] == 0.0  # no logits: no new id
+    # no logits, but only old ids predicted: the old-column argmax, no novel image right
+    assert out["floor"]["frost_task_aware"] == {"old_acc": 0.75, "new_acc": 0.0, "all_acc": 0.375}
     assert set(out["floor"]) == set(CONVENTIONS)
 
 
