@@ -409,11 +409,17 @@ def check_discovery_block(discovery: dict) -> None:
         "frost_task_agnostic",
         "gcd_v2_all_hungarian",
         "new_ids_only_hungarian",
+        "frost_task_aware",
     }
     assert discovery["triggered"] is True and "trigger_size" in discovery["reason"]
     # the base model has no new id: it scores 0 on novel classes under the strict conventions
     assert discovery["floor"]["frost_task_agnostic"]["new_acc"] == 0.0
     assert discovery["floor"]["new_ids_only_hungarian"]["new_acc"] == 0.0
+    assert discovery["floor"]["frost_task_aware"]["new_acc"] == 0.0
+    # told its side, the base model's old images score what they score anyway
+    floor = discovery["floor"]
+    assert floor["frost_task_aware"]["old_acc"] == floor["frost_task_agnostic"]["old_acc"]
+    assert discovery["routing_auroc"] is not None
     assert discovery["cluster_acc"] is not None and discovery["cluster_chance"] is not None
     gate_block = discovery["gate"]
     assert isinstance(gate_block["threshold"], float) and gate_block["auroc"] is not None
