@@ -300,7 +300,7 @@ def _scalars(block: dict[str, Any], skip: set[str]) -> list[list[Any]]:
 _CONVENTION_NAMES = {
     "frost_task_agnostic": "FRoST task-agnostic (primary)",
     "gcd_v2_all_hungarian": "GCD v2: one Hungarian over all classes",
-    "new_ids_only_hungarian": "new ids only, Hungarian on novel (task-aware)",
+    "new_ids_only_hungarian": "new ids only, Hungarian on novel (UNO-style)",
     "frost_task_aware": "FRoST task-aware (each image told old or novel)",
 }
 
