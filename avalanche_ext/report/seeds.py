@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["SEED_KEYS", "aggregate_seeds", "seeds_markdown"]
+__all__ = ["SEED_DIFFERENCES", "SEED_KEYS", "aggregate_seeds", "seeds_markdown"]
 
 SEED_KEYS: dict[str, tuple[str, ...]] = {
     "final_accuracy": ("final", "stream_accuracy"),
@@ -27,6 +27,14 @@ SEED_KEYS: dict[str, tuple[str, ...]] = {
 }
 """Row name -> path into ``results.json``."""
 
+SEED_DIFFERENCES: dict[str, tuple[str, str]] = {
+    "all_acc_gain_over_floor": ("all_acc", "floor_all_acc"),
+    "old_acc_drop": ("floor_old_acc", "old_acc"),
+}
+"""Row name -> ``(a, b)``: ``a - b`` per run (paired by seed, so the base model's seed-to-seed
+spread cancels), then mean and std like any other row. "Does the update beat the base model?"
+is this row, not two overlapping means."""
+
 
 def _get(results: Mapping[str, Any], path: Sequence[str]) -> float | None:
     node: Any = results
@@ -38,14 +46,19 @@ def _get(results: Mapping[str, Any], path: Sequence[str]) -> float | None:
 
 
 def aggregate_seeds(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """``{name: {"mean", "std", "values", "n"}}`` for every :data:`SEED_KEYS` entry present.
+    """``{name: {"mean", "std", "values", "n"}}`` for every :data:`SEED_KEYS` and
+    :data:`SEED_DIFFERENCES` entry present.
 
     ``std`` is the sample standard deviation (``n - 1``; None for one run). Runs lacking a value
     are left out of that row (``n`` says how many counted).
     """
     out: dict[str, Any] = {"seeds": [r.get("seed") for r in runs]}
-    for name, path in SEED_KEYS.items():
-        values = [v for v in (_get(r, path) for r in runs) if v is not None]
+    per_run = [{name: _get(r, path) for name, path in SEED_KEYS.items()} for r in runs]
+    for row in per_run:
+        for name, (a, b) in SEED_DIFFERENCES.items():
+            row[name] = None if row[a] is None or row[b] is None else row[a] - row[b]
+    for name in (*SEED_KEYS, *SEED_DIFFERENCES):
+        values = [row[name] for row in per_run if row[name] is not None]
         if not values:
             continue
         mean = sum(values) / len(values)
@@ -66,7 +79,7 @@ def seeds_markdown(summary: Mapping[str, Any]) -> str:
         "| metric | mean | std | values |",
         "|---|--:|--:|---|",
     ]
-    for name in SEED_KEYS:
+    for name in (*SEED_KEYS, *SEED_DIFFERENCES):
         row = summary.get(name)
         if not row:
             continue
