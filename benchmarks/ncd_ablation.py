@@ -105,6 +105,11 @@ def variants(cfg) -> dict[str, list[dict] | None]:
     }
 
 
+def _task_aware_all(conventions: dict | None) -> float | None:
+    """All-class accuracy under FRoST's task-aware convention in a conventions block."""
+    return ((conventions or {}).get("frost_task_aware") or {}).get("all_acc")
+
+
 def _row(name: str, results: dict, seconds: float) -> dict[str, Any]:
     d = results.get("discovery") or {}
     gate = d.get("gate") or {}
@@ -118,7 +123,7 @@ def _row(name: str, results: dict, seconds: float) -> dict[str, Any]:
             "auroc": gate.get("auroc"),
             "novel_predicted_new": 0.0,
             "routing_auroc": None,
-            "task_aware_all": ((d.get("floor") or {}).get("frost_task_aware") or {}).get("all_acc"),
+            "task_aware_all": _task_aware_all(d.get("floor")),
             "seconds": seconds,
         }
     return {
@@ -131,9 +136,7 @@ def _row(name: str, results: dict, seconds: float) -> dict[str, Any]:
         "auroc": gate.get("auroc"),
         "novel_predicted_new": d.get("novel_predicted_new"),
         "routing_auroc": d.get("routing_auroc"),
-        "task_aware_all": ((d.get("conventions") or {}).get("frost_task_aware") or {}).get(
-            "all_acc"
-        ),
+        "task_aware_all": _task_aware_all(d.get("conventions")),
         "seconds": seconds,
     }
 

@@ -47,8 +47,8 @@ __all__ = [
     "discovery_summary",
     "experience_summary",
     "frost_task_agnostic",
-    "map_predictions",
     "frost_task_aware",
+    "map_predictions",
     "new_ids_only_hungarian",
     "permutation_chance",
     "routing_auroc",
@@ -172,16 +172,13 @@ def new_ids_only_hungarian(
     old = np.isin(y, known)
     old_correct = int((p[old] == y[old]).sum())
     new_correct = 0
-    logits_t = None if logits is None else torch.as_tensor(logits)
     # Columns of classes the model has not grown (padded with MASKED_LOGIT) are not new ids.
-    has_new = logits_t is not None and logits_t.shape[1] > num_known
-    if has_new and (~old).any():
-        new_logits = logits_t[torch.from_numpy(~old)][:, num_known:]
-        real = new_logits.amax(0) > MASKED_LOGIT / 2  # padded columns never win
-        if bool(real.any()):
-            choice = new_logits[:, real].argmax(1).numpy()
-            acc = cluster_accuracy(y[~old], choice)
-            new_correct = round(acc * int((~old).sum()))
+    columns = _new_columns(logits, num_known)
+    if columns is not None and (~old).any():
+        new_logits = torch.as_tensor(logits)[torch.from_numpy(~old)][:, columns]
+        choice = new_logits.argmax(1).numpy()
+        acc = cluster_accuracy(y[~old], choice)
+        new_correct = round(acc * int((~old).sum()))
     n_old, n_new = int(old.sum()), int((~old).sum())
     return {
         "old_acc": old_correct / n_old if n_old else None,
@@ -223,24 +220,20 @@ def frost_task_aware(
     """
     y = _array(y_true, np.int64)
     known = _known_set(known_classes)
-    if logits is None and predictions is not None and y.size:
-        p = _array(predictions, np.int64)
-        if np.isin(p, known).all():
-            old = np.isin(y, known)
-            correct = (p == y) & old
-            return {
-                "old_acc": float(correct[old].mean()) if old.any() else None,
-                "new_acc": 0.0 if (~old).any() else None,
-                "all_acc": float(correct.mean()),
-            }
-    if logits is None or y.size == 0:
+    columns = None
+    if logits is not None:
+        t = torch.as_tensor(logits).float()
+        old_choice = t[:, :num_known].argmax(1).numpy()
+        columns = _new_columns(t, num_known)
+    elif predictions is not None and np.isin(_array(predictions, np.int64), known).all():
+        old_choice = _array(predictions, np.int64)  # no new row: the argmax is over old columns
+    else:
+        old_choice = None
+    if old_choice is None or y.size == 0:
         return {"old_acc": None, "new_acc": None, "all_acc": None}
-    t = torch.as_tensor(logits).float()
     old = np.isin(y, known)
     correct = np.zeros(y.size, dtype=bool)
-    old_choice = t[:, :num_known].argmax(1).numpy()
     correct[old] = old_choice[old] == y[old]
-    columns = _new_columns(t, num_known)
     if columns is not None and (~old).any():
         choice = columns[t[:, columns].argmax(1)].numpy()
         mapped = np.array([mapping.get(int(c), -1) for c in choice])
@@ -308,7 +301,12 @@ def all_novel_quality(y_novel: Any, assigned: Any) -> dict[str, Any]:
     y = _array(y_novel, np.int64)
     a = _array(assigned, np.int64)
     if y.size == 0:
-        return {**cluster_quality([], []), "coverage": None, "acc_assigned": None}
+        return {
+            **cluster_quality([], []),
+            "coverage": None,
+            "acc_assigned": None,
+            "num_assigned": 0,
+        }
     ok = a >= 0
     coverage = float(ok.mean())
     # accuracy and chance of the assigned ones (the unassigned cannot be matched to a class);
@@ -529,7 +527,7 @@ def discovery_summary(
             "cluster_nmi": clusters["all_novel"]["nmi"],
             "cluster_ari": clusters["all_novel"]["ari"],
             "cluster_acc_convention": CLUSTER_ACC_CONVENTION,
-            "num_clustered": clusters["all_novel"].get("num_assigned", 0),
+            "num_clustered": clusters["all_novel"]["num_assigned"],
             "triggered": last.get("triggered") if entries else None,
             "reason": last.get("reason") if entries else "no discovery experience was scored",
             "conventions": conventions,
