@@ -126,7 +126,12 @@ class DiscoveryState:
         cluster_of_all: ``[N]`` nearest novel cluster (class id) of EVERY sample of the discovery
             experience (pooled or not), or None; evaluation reads it for cluster accuracy over all
             novel samples.
+        head_of_all: ``[N]`` the joint head's own class (argmax over the new rows) of every sample
+            of the discovery experience after its update, or None; evaluation scores it as the
+            update's transductive clustering accuracy.
         num_discovered: ``k`` of the last discovery experience (0 before any).
+        k_source: how that ``k`` was set: ``'given'`` (the config's ``num_clusters``, e.g. the true
+            number of novel classes) or ``'estimated'``.
         old_model: frozen copy of the model at the start of the current experience (shared by
             LwF and the dual teacher; see :meth:`teacher`).
         known_stats: feature statistics of the known classes (see :class:`KnownClassStats`).
@@ -144,7 +149,9 @@ class DiscoveryState:
     pseudo_labels: torch.Tensor | None = None
     pseudo_soft_labels: torch.Tensor | None = None
     cluster_of_all: torch.Tensor | None = None
+    head_of_all: torch.Tensor | None = None
     num_discovered: int = 0
+    k_source: str = ""
     old_model: nn.Module | None = None
     known_stats: KnownClassStats | None = None
     calibration_images: torch.Tensor | None = None
@@ -196,6 +203,7 @@ class DiscoveryState:
         self.pseudo_labels = None
         self.pseudo_soft_labels = None
         self.cluster_of_all = None
+        self.head_of_all = None
         self.unmasked_logits = None
 
     # ------------------------------------------------------------ what the runner reads
@@ -206,6 +214,7 @@ class DiscoveryState:
             "triggered": self.triggered,
             "reason": self.reason,
             "num_discovered": self.num_discovered,
+            "k_source": self.k_source,
             "new_bias_offset": self.new_bias_offset,
         }
         if pool is not None:
@@ -220,6 +229,8 @@ class DiscoveryState:
             out["pseudo_labels"] = self.pseudo_labels.detach().cpu()
         if self.cluster_of_all is not None:
             out["cluster_of_all"] = self.cluster_of_all.detach().cpu()
+        if self.head_of_all is not None:
+            out["head_of_all"] = self.head_of_all.detach().cpu()
         return out
 
     # ------------------------------------------------------------ checkpoints

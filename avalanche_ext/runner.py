@@ -36,7 +36,11 @@ from avalanche_ext.checkpoint import (
     set_rng_state,
 )
 from avalanche_ext.errors import ConfigError
-from avalanche_ext.metrics.discovery import map_predictions, training_mapping
+from avalanche_ext.metrics.discovery import (
+    discovery_headline,
+    map_predictions,
+    training_mapping,
+)
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.ncd_state import DiscoveryState, discovery_state
 from avalanche_ext.probe import probe_model, probe_plugins
@@ -630,7 +634,14 @@ def _discovery_training_facts(strategy, scenario: BuiltScenario, index: int) -> 
     state = discovery_state(strategy)
     facts.update(state.facts())
     if state.pool is None or state.pool.experience_index != index:
-        for key in ("pool_indices", "all_scores", "threshold", "pseudo_labels", "cluster_of_all"):
+        for key in (
+            "pool_indices",
+            "all_scores",
+            "threshold",
+            "pseudo_labels",
+            "cluster_of_all",
+            "head_of_all",
+        ):
             facts.pop(key, None)
         facts["triggered"] = False
         facts["reason"] = "no discovery plugin ran on this experience (no gate in the plugins)"
@@ -937,6 +948,7 @@ def _finalize(results, exp, strategy, records, evaluator, discovery_log, run_dir
             floor=floor,
         )
         if scenario.hidden_labels and scenario.info.get("hide_novel_labels", True):
+            results["final"] = discovery_headline(results["final"], results["discovery"])
             p = torch.from_numpy(map_predictions(p, training_mapping(discovery_log, known), known))
             results["prediction_mapping"] = (
                 "discovered ids mapped to classes by FRoST's training-cluster Hungarian matching "

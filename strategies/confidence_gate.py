@@ -7,6 +7,7 @@ likely-novel ones and restricts the experience's training data to them. Shares i
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -229,8 +230,17 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin, supports_distributed=True):
             features,
             state.known_stats,
             temperature=self.temperature,
-            **self.score_kwargs,
+            **self._score_options(),
         )
+
+    def _score_options(self) -> dict[str, Any]:
+        """``score_kwargs``, plus the gate's seed (the run's) for a seeded score that was given
+        none: a transductive score's k-means then follows the run seed like everything else."""
+        options = dict(self.score_kwargs)
+        fn = NOVELTY_SCORERS[self.score].fn
+        if "seed" not in options and "seed" in inspect.signature(fn).parameters:
+            options["seed"] = self.seed
+        return options
 
     # ---------------------------------------------------------------- callbacks
     def before_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:

@@ -13,9 +13,10 @@ from torch import nn
 
 from avalanche_ext.losses.distillation import feature_distillation_loss, kd_loss
 from avalanche_ext.models.classifier import align_new_rows, set_batchnorm_mode
-from avalanche_ext.ncd import lookup_table, novel_rate_offset
+from avalanche_ext.ncd import lookup_table
 from avalanche_ext.ncd_state import discovery_state
 from avalanche_ext.novelty import sample_replay_features
+from avalanche_ext.operating_point import CALIBRATION_OBJECTIVES, CalibrationData, calibrate_offset
 from avalanche_ext.plugin_helpers import (
     dataset_outputs,
     frozen_copy,
@@ -95,6 +96,11 @@ def merge_param_groups(optimizer: torch.optim.Optimizer, original: list[dict[str
     optimizer.param_groups[:] = merged
 
 
+def _margins(logits: torch.Tensor, num_old: int) -> torch.Tensor:
+    """Best new-class logit minus best old-class logit of each row."""
+    return logits[:, num_old:].amax(1) - logits[:, :num_old].amax(1)
+
+
 @PLUGINS.register_module()
 class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True):
     """Two teachers for the update on a discovery experience, old-class replay, and a calibrated
@@ -115,10 +121,15 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
       old classes as positives, so the new rows cannot take over the old classes' regions, and no
       image of an old class is stored.
     * Old vs new after the update (``calibrate_new_bias``): one offset is added to the new rows'
-      biases so that exactly ``known_false_novel_rate`` of the held-out known images
-      (``strategy.ncd.calibration_images``, never trained on) are predicted as a new class
-      (:func:`avalanche_ext.ncd.novel_rate_offset`). The decision is calibrated on known data with
-      true labels, never on the gate's own decisions.
+      biases, chosen by ``calibration_objective`` (``avalanche_ext.operating_point``) from the
+      held-out known images (``strategy.ncd.calibration_images``, labeled, never trained on,
+      weighted so that every class counts the same) and the unlabeled pooled discovery images:
+      ``'hm'`` (default) maximises the estimated harmonic mean of old and new accuracy;
+      ``'known_false_novel_rate'`` sends that share of held-out known images to a new class.
+      No test label is ever read.
+    * After the update the joint head's own assignment of every discovery image (argmax over the
+      new rows) is kept in ``strategy.ncd.head_of_all``: the report scores it as the update's
+      transductive clustering accuracy.
     * Optimiser on a discovery experience: backbone / classifier param groups with
       ``backbone_lr_mult`` / ``head_lr_mult`` (applied around each optimizer step, so any
       scheduler shapes the base rate), merged back after the experience; the first
@@ -148,8 +159,9 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         mask_old_logits (bool): the criterion of a discovery update sees the new-class logits only.
         align_weights (bool): weight-align the new rows after the update.
         calibrate_new_bias (bool): calibrate the old-vs-new offset on held-out known images.
+        calibration_objective (str): ``'hm'`` or ``'known_false_novel_rate'`` (see above).
         known_false_novel_rate (float): share of held-out known images the calibrated model
-            predicts as a new class.
+            predicts as a new class (objective ``'known_false_novel_rate'``).
         freeze_bn (bool): keep every BatchNorm layer in eval mode during the discovery update.
         max_grad_norm (float | None): clip the global gradient norm of update steps (None: off);
             a small pool and separable replay features can otherwise blow the update up.
@@ -165,7 +177,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         temperature: float = 2.0,
         feature_weight: float = 0.0,
         feature_kind: str = "cosine",
-        replay_weight: float = 0.0,
+        replay_weight: float = 1.0,
         replay_batch: int | None = None,
         backbone_lr_mult: float = 1.0,
         head_lr_mult: float = 1.0,
@@ -173,10 +185,11 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         distill_labeled: bool = True,
         mask_old_logits: bool = False,
         align_weights: bool = False,
-        calibrate_new_bias: bool = False,
+        calibrate_new_bias: bool = True,
+        calibration_objective: str = "hm",
         known_false_novel_rate: float = 0.05,
-        freeze_bn: bool = False,
-        max_grad_norm: float | None = None,
+        freeze_bn: bool = True,
+        max_grad_norm: float | None = 1.0,
         calibration_flip: bool = False,
         seed: int | None = None,
     ) -> None:
@@ -215,6 +228,12 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         self.mask_old_logits = bool(mask_old_logits)
         self.align_weights = bool(align_weights)
         self.calibrate_new_bias = bool(calibrate_new_bias)
+        if calibration_objective not in CALIBRATION_OBJECTIVES:
+            raise ValueError(
+                f"calibration_objective must be one of {sorted(CALIBRATION_OBJECTIVES)}, "
+                f"got {calibration_objective!r}"
+            )
+        self.calibration_objective = calibration_objective
         self.known_false_novel_rate = float(known_false_novel_rate)
         self.freeze_bn = bool(freeze_bn)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
@@ -403,30 +422,57 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         state = discovery_state(strategy)
         if self._updating and self.align_weights:
             align_new_rows(strategy.model.classifier, self.num_old_classes)
-        if self._updating and self.calibrate_new_bias:
-            state.new_bias_offset = self._calibrate_bias(strategy)
+        if self._updating:
+            discovery = self._outputs(strategy, strategy.experience.dataset.eval())
+            if self.calibrate_new_bias:
+                state.new_bias_offset = self._calibrate_bias(strategy, discovery)
+            new_rows = discovery["logits"][:, self.num_old_classes :]
+            if new_rows.shape[1] > 0:
+                size = int(discovery["indices"].max()) + 1 if len(new_rows) else 0
+                state.head_of_all = lookup_table(
+                    discovery["indices"], new_rows.argmax(1) + self.num_old_classes, size
+                )
         if not self._discovery:
             note_labeled_classes(strategy)
         self._soft_rows = None
         self._updating = False
         self.experiences_trained += 1
 
-    def _calibrate_bias(self, strategy: Any) -> float:
-        """Shifts the new rows' biases so that ``known_false_novel_rate`` of the held-out known
-        images are predicted as a new class; returns the shift (0 without held-out images)."""
+    def _outputs(self, strategy: Any, dataset: Any) -> dict[str, Any]:
+        batch = int(getattr(strategy, "eval_mb_size", None) or 256)
+        return dataset_outputs(
+            strategy.model, dataset, strategy.device, batch, self.calibration_flip
+        )
+
+    def _calibrate_bias(self, strategy: Any, discovery: dict[str, Any] | None = None) -> float:
+        """Shifts the new rows' biases by the offset ``calibration_objective`` chooses from the
+        held-out known images and the pooled discovery images; returns it (0 without held-out
+        images or new rows)."""
         state = discovery_state(strategy)
         model, num_old = strategy.model, self.num_old_classes
-        num_new = model.num_classes - num_old
-        images = state.calibration_images
-        if model.classifier.bias is None or num_new <= 0 or images is None:
+        images, labels = state.calibration_images, state.calibration_labels
+        if model.classifier.bias is None or model.num_classes <= num_old or images is None:
             return 0.0
-        dataset = torch.utils.data.TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
-        batch = int(getattr(strategy, "eval_mb_size", None) or 256)
-        logits = dataset_outputs(model, dataset, strategy.device, batch, self.calibration_flip)[
-            "logits"
-        ]
-        margins = logits[:, num_old:].amax(1) - logits[:, :num_old].amax(1)
-        offset = novel_rate_offset(margins, self.known_false_novel_rate)
+        if labels is None:
+            labels = torch.zeros(len(images), dtype=torch.long)
+        known = self._outputs(
+            strategy, torch.utils.data.TensorDataset(images, labels.long().cpu())
+        )["logits"]
+        novel = torch.empty(0, model.num_classes)
+        if discovery is not None and state.pool is not None:
+            novel = discovery["logits"][torch.isin(discovery["indices"], state.pool.indices.cpu())]
+        data = CalibrationData(
+            known_margins=_margins(known, num_old),
+            known_old_correct=known[:, :num_old].argmax(1) == labels.long().cpu(),
+            known_labels=labels.long().cpu(),
+            novel_margins=_margins(novel, num_old),
+            novel_confidence=float(novel[:, num_old:].softmax(1).amax(1).mean())
+            if len(novel)
+            else 0.0,
+        )
+        offset = calibrate_offset(
+            data, self.calibration_objective, rate=self.known_false_novel_rate
+        )
         with torch.no_grad():
             model.classifier.bias[num_old:] += offset
         return offset

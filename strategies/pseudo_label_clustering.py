@@ -114,7 +114,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
         sinkhorn_epsilon: float = 0.05,
         sinkhorn_iters: int = 3,
         n_init: int = 1,
-        init_new_rows: bool = False,
+        init_new_rows: bool = True,
         soft: bool = False,
         soft_temperature: float = 0.1,
         recluster_every: int = 0,
@@ -280,6 +280,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
             if nearest is not None:
                 state.cluster_of_all = nearest + self.num_known_before
         state.num_discovered = k
+        state.k_source = "given" if self.num_clusters is not None else "estimated"
         model = strategy.model
         model.grow(self.num_known_before + k)
         if self.init_new_rows:

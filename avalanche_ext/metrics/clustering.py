@@ -108,8 +108,9 @@ def old_new_all_accuracy(
 
     A sample is "old" when its TRUE label is in ``known_classes``, "new" otherwise.
 
-    * ``convention='all'`` (task-agnostic evaluation of class-incremental NCD, e.g. FRoST, NCL):
-      ONE Hungarian matching of predicted ids to true classes is computed over all samples, old
+    * ``convention='all'`` (GCD's "v2" evaluation, Vaze et al. CVPR 2022; FRoST's task-agnostic
+      protocol instead maps discovered ids once on the training clusters, see
+      ``avalanche_ext.metrics.discovery``): ONE Hungarian matching of predicted ids to true classes is computed over all samples, old
       and new together; every prediction is mapped through it and ``old_acc`` / ``new_acc`` /
       ``all_acc`` are plain accuracies of the mapped predictions on the old subset, the new subset
       and all samples. An old class predicted under its own id is normally matched to itself, but

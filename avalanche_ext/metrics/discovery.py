@@ -6,8 +6,9 @@ Evaluation only: true labels come from the scenario's hidden labels, given by th
 Conventions (``CONVENTIONS``):
 
 * ``frost_task_agnostic`` (primary; FRoST, Roy et al. ECCV 2022): each discovered class id is
-  mapped to a true novel class ONCE, by a Hungarian matching of the cluster ids given to the novel
-  TRAINING samples of the discovery experience against their true classes. The joint head is then
+  mapped to a true novel class ONCE, by a Hungarian matching of the ids given to the novel
+  TRAINING samples of the discovery experience against their true classes (the joint head's own
+  ids after the update when the update recorded them, else the clustering's). The joint head is then
   scored on the test set of all classes with no matching at test time: an old image must get its
   own id, a novel image must get the id mapped to its class; a novel image predicted as an old
   class (or an unmapped id) is wrong.
@@ -22,6 +23,14 @@ Conventions (``CONVENTIONS``):
   all-class accuracy a perfect old-vs-new router would give with this head, so the gap to the
   primary number is what routing costs (``routing_auroc`` beside it: ROC AUC of the test margin
   ``max new logit - max old logit``, novel images positive).
+
+Every convention also reports ``hm``, the harmonic mean of its old and new accuracy (FRoST reports
+it beside all-class accuracy; it is 0 for a model that never predicts a new class, however high its
+all-class accuracy). Chance levels are per convention: a task-agnostic prediction chooses among all
+classes (1 / C for old and new alike), a task-aware one among the old (1 / C_old) or the new
+(1 / C_new) ones. ``tradeoff`` sweeps the old-vs-new offset over the test logits (old and new
+accuracy at each offset, and the area under that curve): it shows the whole trade-off, while the
+operating point itself was chosen without test labels (``avalanche_ext.operating_point``).
 """
 
 from __future__ import annotations
@@ -34,9 +43,11 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score
 
+from avalanche_ext.losses.discovery import harmonic_mean
 from avalanche_ext.metrics.clustering import cluster_accuracy, hungarian_match, old_new_all_accuracy
 from avalanche_ext.metrics.gate import gate_metrics, score_histogram
 from avalanche_ext.ncd_state import MASKED_LOGIT
+from avalanche_ext.operating_point import tradeoff_curve
 
 __all__ = [
     "CLUSTER_ACC_CONVENTION",
@@ -44,6 +55,7 @@ __all__ = [
     "PRIMARY",
     "cluster_quality",
     "cluster_to_class_mapping",
+    "discovery_headline",
     "discovery_summary",
     "experience_summary",
     "frost_task_agnostic",
@@ -52,13 +64,15 @@ __all__ = [
     "new_ids_only_hungarian",
     "permutation_chance",
     "routing_auroc",
+    "chance_levels",
 ]
 
 PRIMARY = "frost_task_agnostic"
 CONVENTIONS = {
     "frost_task_agnostic": (
         "FRoST (Roy et al., ECCV 2022) task-agnostic: discovered ids mapped to novel classes once, "
-        "by a Hungarian matching on the novel TRAINING samples' clusters; the joint head scored on "
+        "by a Hungarian matching on the novel TRAINING samples' ids (the updated head's own, else "
+        "the clusters'); the joint head scored on "
         "all test classes with no matching at test time (novel predicted as old = wrong)"
     ),
     "gcd_v2_all_hungarian": (
@@ -74,8 +88,13 @@ CONVENTIONS = {
         "argmax over the new logits mapped by the training matching (a perfect old-vs-new router)"
     ),
 }
+TRANSDUCTIVE_CONVENTION = (
+    "Hungarian accuracy of the joint head's own class (argmax over the new rows) of every truly "
+    "novel discovery image after the update, the transductive clustering accuracy NCD papers "
+    "report; beside it, cluster_acc is the k-means assignment the update started from"
+)
 CLUSTER_ACC_CONVENTION = (
-    "Hungarian accuracy of the cluster assignment of ALL truly novel samples of the discovery "
+    "Hungarian accuracy of the k-means cluster assignment (before the update) of ALL truly novel samples of the discovery "
     "experiences (each sample's novel cluster, pooled or not), one matching over all "
     "experiences; a novel sample the clustering gave to a known class (semi-supervised k-means) "
     "or to no cluster counts as wrong (acc_assigned: the accuracy over the assigned ones alone); "
@@ -338,7 +357,7 @@ def _pieces(entry: Mapping[str, Any], known: np.ndarray) -> dict[str, Any]:
     if scores is not None:
         scores = _array(scores, np.float64)
         out["scores"] = scores if scores.size == true.size and np.isfinite(scores).all() else None
-    for key in ("pseudo_labels", "cluster_of_all"):
+    for key in ("pseudo_labels", "cluster_of_all", "head_of_all"):
         values = entry.get(key)
         if values is not None:
             values = _array(values, np.int64)
@@ -348,9 +367,11 @@ def _pieces(entry: Mapping[str, Any], known: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def _assignment(p: Mapping[str, Any]) -> np.ndarray | None:
-    """Each sample's discovered id: the nearest-cluster assignment of all samples, else the
-    pseudo-labels of the pooled ones."""
+def _assignment(p: Mapping[str, Any], head: bool = False) -> np.ndarray | None:
+    """Each sample's discovered id: with ``head``, the updated joint head's own id when recorded;
+    else the nearest-cluster assignment of all samples, else the pseudo-labels of the pooled ones."""
+    if head and p.get("head_of_all") is not None:
+        return p["head_of_all"]
     if p.get("cluster_of_all") is not None:
         return p["cluster_of_all"]
     return p.get("pseudo_labels")
@@ -377,8 +398,11 @@ def _gate(pieces: Sequence[dict[str, Any]], bins: int) -> dict[str, Any]:
 
 def _clusters(pieces: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Cluster quality over all novel samples and over the pooled novel ones."""
-    true_all, pred_all, true_pool, pred_pool = [], [], [], []
+    true_all, pred_all, true_pool, pred_pool, true_head, pred_head = [], [], [], [], [], []
     for p in pieces:
+        if p.get("head_of_all") is not None:
+            true_head.append(p["true"][p["is_novel"]])
+            pred_head.append(p["head_of_all"][p["is_novel"]])
         assigned = _assignment(p)
         if assigned is not None:
             chosen = p["is_novel"]
@@ -396,7 +420,8 @@ def _clusters(pieces: Sequence[dict[str, Any]]) -> dict[str, Any]:
         all_novel_quality(cat(true_all), cat(pred_all)) if true_all else all_novel_quality([], [])
     )
     pool = cluster_quality(cat(true_pool), cat(pred_pool)) if true_pool else cluster_quality([], [])
-    return {"all_novel": whole, "pooled_novel": pool}
+    head = all_novel_quality(cat(true_head), cat(pred_head)) if true_head else None
+    return {"all_novel": whole, "pooled_novel": pool, "head_all_novel": head}
 
 
 def experience_summary(
@@ -433,10 +458,15 @@ def training_mapping(
         if entry.get("true_labels") is None:
             continue
         p = _pieces(entry, known)
-        assigned = _assignment(p)
+        assigned = _assignment(p, head=True)
         if assigned is not None:
             mapping.update(cluster_to_class_mapping(assigned, p["true"], known))
     return mapping
+
+
+def _with_hm(block: dict[str, Any]) -> dict[str, Any]:
+    """The block with ``hm``: harmonic mean of its old and new accuracy."""
+    return {**block, "hm": harmonic_mean(block.get("old_acc"), block.get("new_acc"))}
 
 
 def _conventions(
@@ -446,11 +476,14 @@ def _conventions(
     v2 = old_new_all_accuracy(y, p, known, convention="all")
     novel = ~np.isin(y, known)
     mapped = map_predictions(p, mapping, known)
-    return {
+    blocks = {
         "frost_task_agnostic": frost_task_agnostic(y, p, known, mapping),
         "gcd_v2_all_hungarian": {k: v2[k] for k in ("old_acc", "new_acc", "all_acc")},
         "new_ids_only_hungarian": new_ids_only_hungarian(y, p, logits, known, num_known),
         "frost_task_aware": frost_task_aware(y, logits, known, num_known, mapping, p),
+    }
+    return {
+        **{name: _with_hm(block) for name, block in blocks.items()},
         "_rates": {
             "routing_auroc": routing_auroc(y, logits, known, num_known),
             "novel_predicted_new": float((~np.isin(p[novel], known)).mean())
@@ -462,6 +495,60 @@ def _conventions(
             "mapped_ids": len(mapping),
             "unmapped_predictions": float((mapped == -1).mean()) if y.size else None,
         },
+    }
+
+
+def chance_levels(num_known: int, num_novel: int) -> dict[str, dict[str, float | None]]:
+    """Accuracy of a uniformly random prediction under each convention: task-agnostic conventions
+    choose among all ``C = num_known + num_novel`` classes, task-aware ones among the old or the new
+    classes only (all-class chance is the test-prior-weighted mean; here classes are balanced)."""
+
+    def inv(n: int) -> float | None:
+        return 1.0 / n if n else None
+
+    total = num_known + num_novel
+    agnostic = {"old_acc": inv(total), "new_acc": inv(total), "all_acc": inv(total)}
+    aware_all = (num_known * (inv(num_known) or 0) + num_novel * (inv(num_novel) or 0)) / total
+    aware = {
+        "old_acc": inv(num_known),
+        "new_acc": inv(num_novel),
+        "all_acc": aware_all if total else None,
+    }
+    blocks = {
+        "frost_task_agnostic": agnostic,
+        "gcd_v2_all_hungarian": agnostic,
+        "new_ids_only_hungarian": aware,
+        "frost_task_aware": aware,
+    }
+    return {name: _with_hm(block) for name, block in blocks.items()}
+
+
+def _tradeoff(y: np.ndarray, logits: Any, known: np.ndarray, mapping: Mapping[int, int]):
+    """The old/new trade-off curve of the test logits (None without grown new columns)."""
+    num_known = int(known.max()) + 1 if known.size else 0
+    columns = _new_columns(logits, num_known)
+    if columns is None or y.size == 0:
+        return None
+    t = torch.as_tensor(logits).float()
+    real = torch.cat([torch.arange(num_known), columns])
+    remap = {int(c): j for j, c in enumerate(real.tolist())}
+    local = {remap[int(k)]: v for k, v in mapping.items() if int(k) in remap}
+    return tradeoff_curve(y, t[:, real].numpy(), num_known, local)
+
+
+def discovery_headline(final: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
+    """``results["final"]`` of a discovery run: discovered ids mean nothing by raw id equality, so
+    the headline accuracy is the primary convention's all-class accuracy (mapped ids), with old,
+    new and their harmonic mean beside it; the raw-id accuracy Avalanche computed is kept under
+    ``stream_accuracy_raw_ids``."""
+    return {
+        **final,
+        "stream_accuracy": summary.get("all_acc"),
+        "stream_accuracy_raw_ids": final.get("stream_accuracy"),
+        "old_acc": summary.get("old_acc"),
+        "new_acc": summary.get("new_acc"),
+        "hm": summary.get("hm"),
+        "convention": summary.get("convention"),
     }
 
 
@@ -490,13 +577,17 @@ def discovery_summary(
             no-discovery floor, scored under every convention with the same mapping).
 
     Returns:
-        dict: ``old_acc``, ``new_acc``, ``all_acc`` (primary convention), ``convention``,
-        ``cluster_acc`` (all novel discovery samples) with ``cluster_chance``, ``cluster_nmi``,
-        ``cluster_ari``, ``triggered`` and ``reason`` (of the last discovery experience),
-        ``conventions`` (every convention's old/new/all), ``floor`` (same, base model),
-        ``novel_predicted_new`` (share of novel test images given a new id),
-        ``routing_auroc`` (old-vs-new separation of the final head on the test set), ``chance``,
-        ``clusters``, ``gate`` and ``per_experience``. Undefined values are None, never NaN.
+        dict: ``old_acc``, ``new_acc``, ``all_acc``, ``hm`` (primary convention),
+        ``convention``, ``cluster_acc`` (k-means of all novel discovery samples, before the update)
+        with ``cluster_chance``, ``cluster_nmi``, ``cluster_ari``, ``transductive_acc`` (the
+        updated head on the same samples) with ``transductive_chance``, ``num_discovered`` and
+        ``k_source`` (given or estimated), ``triggered`` and ``reason`` (of the last discovery
+        experience), ``conventions`` (every convention's old/new/all/hm), ``floor`` (same, base
+        model), ``novel_predicted_new`` (share of novel test images given a new id),
+        ``routing_auroc`` (old-vs-new separation of the final head on the test set), ``chance``
+        (primary convention) and ``chance_by_convention``, ``tradeoff`` (old/new accuracy as the
+        offset sweeps, with its area), ``clusters``, ``gate`` and ``per_experience``. Undefined
+        values are None, never NaN.
     """
     options = dict(options or {})
     bins = int(options.get("histogram_bins", 20))
@@ -515,8 +606,8 @@ def discovery_summary(
     clusters = _clusters(pieces)
     last = entries[-1] if entries else {}
     primary = conventions[PRIMARY]
-    num_novel_classes = int(np.unique(y[~np.isin(y, known)]).size)
-    num_classes = int(np.unique(y).size)
+    chance = chance_levels(int(known.size), int(np.unique(y[~np.isin(y, known)]).size))
+    head = clusters.get("head_all_novel") or {}
     return _clean(
         {
             **primary,
@@ -528,17 +619,20 @@ def discovery_summary(
             "cluster_ari": clusters["all_novel"]["ari"],
             "cluster_acc_convention": CLUSTER_ACC_CONVENTION,
             "num_clustered": clusters["all_novel"]["num_assigned"],
+            "transductive_acc": head.get("acc"),
+            "transductive_chance": head.get("chance"),
+            "transductive_convention": TRANSDUCTIVE_CONVENTION,
+            "num_discovered": last.get("num_discovered"),
+            "k_source": last.get("k_source"),
             "triggered": last.get("triggered") if entries else None,
             "reason": last.get("reason") if entries else "no discovery experience was scored",
             "conventions": conventions,
             "convention_texts": CONVENTIONS,
             "floor": floor_block,
             **rates,
-            "chance": {
-                "old_acc": 1.0 / known.size if known.size else None,
-                "new_acc": 1.0 / num_novel_classes if num_novel_classes else None,
-                "all_acc": 1.0 / num_classes if num_classes else None,
-            },
+            "chance": chance[PRIMARY],
+            "chance_by_convention": chance,
+            "tradeoff": _tradeoff(y, logits_all, known, mapping),
             "clusters": clusters,
             "gate": _gate(pieces, bins),
             "per_experience": [experience_summary(e, known, bins) for e in entries],

@@ -40,9 +40,11 @@ _COLUMNS = (
     ("old_acc", "old acc", "pct"),
     ("new_acc", "new acc", "pct"),
     ("all_acc", "all acc", "pct"),
+    ("hm", "old/new HM", "pct"),
+    ("transductive_acc", "update's transductive acc", "pct"),
     ("train_images_per_s", "train img/s", "num"),
 )
-_DISCOVERY_KEYS = ("old_acc", "new_acc", "all_acc")
+_DISCOVERY_KEYS = ("old_acc", "new_acc", "all_acc", "hm", "transductive_acc")
 
 
 def resolve_run_dir(path: str | os.PathLike) -> Path:

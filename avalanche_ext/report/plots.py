@@ -23,6 +23,7 @@ __all__ = [
     "plot_score_histograms",
     "plot_binned_score_histograms",
     "plot_accuracy_curves",
+    "plot_tradeoff",
 ]
 
 _DPI = 110
@@ -360,4 +361,34 @@ def plot_accuracy_curves(
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_tradeoff(
+    curve: dict,
+    path: str | os.PathLike,
+    operating_point: tuple[float | None, float | None] | None = None,
+) -> str:
+    """New-class vs old-class accuracy as the old-vs-new offset sweeps (a discovery run's whole
+    trade-off), with the operating point the run chose without test labels.
+
+    Args:
+        curve: ``{"old_acc": [...], "new_acc": [...], "auc": float}``.
+        path: PNG file to write.
+        operating_point: ``(old, new)`` accuracy of the run's own decision, or None.
+
+    Returns:
+        str: ``path``.
+    """
+    fig, ax = _figure(4.8, 4.2)
+    old, new = _values(curve["old_acc"]), _values(curve["new_acc"])
+    ax.plot(old, new, "-", color="tab:blue", label=f"offset swept (area {curve.get('auc', 0):.3f})")
+    if operating_point and None not in operating_point:
+        ax.plot(*operating_point, "o", color="tab:red", label="chosen without test labels")
+    ax.set_xlabel("old-class accuracy")
+    ax.set_ylabel("new-class accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
     return _save(fig, path)

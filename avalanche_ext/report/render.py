@@ -102,6 +102,11 @@ def _make_figures(results: dict[str, Any], run_dir: str) -> dict[str, str]:
             plots.plot_binned_score_histograms if kind == "binned" else plots.plot_score_histograms
         )
         draw(*data, target("gate_scores"), threshold=gate.get("threshold"))
+    discovery = results.get("discovery") or {}
+    tradeoff = discovery.get("tradeoff") if isinstance(discovery, dict) else None
+    if isinstance(tradeoff, dict) and tradeoff.get("old_acc"):
+        point = (discovery.get("old_acc"), discovery.get("new_acc"))
+        plots.plot_tradeoff(tradeoff, target("tradeoff"), operating_point=point)
     return figures
 
 
@@ -317,29 +322,58 @@ def _discovery(doc: Document, results: dict[str, Any], figures: dict[str, str]) 
         )
     elif discovery.get("reason"):
         section.text(f"Update triggered: {discovery.get('reason')}.")
+    _discovery_conventions(section, discovery)
+    section.table(["measure", "value"], _discovery_rates(discovery))
+    if discovery.get("cluster_acc_convention"):
+        section.text(f"Cluster accuracy: {discovery['cluster_acc_convention']}.")
+    if discovery.get("transductive_convention"):
+        section.text(f"Transductive accuracy: {discovery['transductive_convention']}.")
+    if "tradeoff_png" in figures:
+        section.image(figures["tradeoff_png"], "old/new trade-off as the offset sweeps")
+    _discovery_gate(section, discovery, figures)
+
+
+_ACCURACY_KEYS = ("old_acc", "new_acc", "all_acc", "hm")
+
+
+def _discovery_conventions(section: Any, discovery: dict[str, Any]) -> None:
     conventions = discovery.get("conventions") or {}
+    if not conventions:
+        return
     floor = discovery.get("floor") or {}
-    chance = discovery.get("chance") or {}
-    if conventions:
-        rows = []
-        for name, values in conventions.items():
-            base = floor.get(name) or {}
-            rows.append(
-                [_CONVENTION_NAMES.get(name, name)]
-                + [
-                    f"{format_percent(values.get(k))} (floor {format_percent(base.get(k))})"
-                    for k in ("old_acc", "new_acc", "all_acc")
-                ]
-            )
+    chance = discovery.get("chance_by_convention") or {}
+    rows = []
+    for name, values in conventions.items():
+        base = floor.get(name) or {}
+        level = chance.get(name) or {}
         rows.append(
-            ["chance"] + [format_percent(chance.get(k)) for k in ("old_acc", "new_acc", "all_acc")]
+            [_CONVENTION_NAMES.get(name, name)]
+            + [
+                f"{format_percent(values.get(k))} (floor {format_percent(base.get(k))}, "
+                f"chance {format_percent(level.get(k))})"
+                for k in _ACCURACY_KEYS
+            ]
         )
-        section.table(["convention", "old", "new", "all"], rows)
-        section.text(
-            "Floor: the base model alone (before any discovery update), under the same convention. "
-            f"Primary convention: {discovery.get('convention_text', '')}."
-        )
-    rates = [
+    section.table(["convention", "old", "new", "all", "HM (old, new)"], rows)
+    section.text(
+        "HM: harmonic mean of old and new accuracy (0 for a model that never predicts a new "
+        "class). Floor: the base model alone (before any discovery update), under the same "
+        "convention. Chance: a uniformly random prediction under that convention. "
+        f"Primary convention: {discovery.get('convention_text', '')}."
+    )
+
+
+def _discovery_rates(discovery: dict[str, Any]) -> list[list[str]]:
+    k = discovery.get("num_discovered")
+    source = discovery.get("k_source")
+    k_text = (
+        "given in the config (the true number of novel classes)"
+        if source == "given"
+        else ("estimated from the data" if source == "estimated" else "unknown")
+    )
+    tradeoff = discovery.get("tradeoff") or {}
+    rows = [
+        ["new classes discovered (k)", f"{format_value(k)}: {k_text}"],
         [
             "novel test images predicted as a new id",
             format_percent(discovery.get("novel_predicted_new")),
@@ -353,7 +387,11 @@ def _discovery(doc: Document, results: dict[str, Any], figures: dict[str, str]) 
             format_percent(discovery.get("routing_auroc")),
         ],
         [
-            "cluster accuracy, all novel discovery samples",
+            "old/new trade-off area (offset swept on the test set; 100 % = perfect)",
+            format_percent(tradeoff.get("auc")),
+        ],
+        [
+            "cluster accuracy before the update (k-means), all novel discovery samples",
             format_percent(discovery.get("cluster_acc")),
         ],
         [
@@ -364,15 +402,21 @@ def _discovery(doc: Document, results: dict[str, Any], figures: dict[str, str]) 
             "  NMI / ARI",
             f"{format_value(discovery.get('cluster_nmi'))} / {format_value(discovery.get('cluster_ari'))}",
         ],
+        [
+            "transductive accuracy after the update (the head's own ids), same samples",
+            format_percent(discovery.get("transductive_acc")),
+        ],
+        ["  permutation chance", format_percent(discovery.get("transductive_chance"))],
     ]
     pooled = (discovery.get("clusters") or {}).get("pooled_novel") or {}
     if pooled.get("acc") is not None:
-        rates.append(
+        rows.append(
             ["cluster accuracy, pooled novel samples only", format_percent(pooled.get("acc"))]
         )
-    section.table(["measure", "value"], rates)
-    if discovery.get("cluster_acc_convention"):
-        section.text(f"Cluster accuracy: {discovery['cluster_acc_convention']}.")
+    return rows
+
+
+def _discovery_gate(section: Any, discovery: dict[str, Any], figures: dict[str, str]) -> None:
     gate = discovery.get("gate")
     if isinstance(gate, dict) and gate:
         shown = ("precision", "recall", "auroc")
@@ -481,7 +525,7 @@ def write_report(results: dict[str, Any], run_dir: str) -> dict[str, str]:
     Returns:
         dict[str, str]: artifact name -> path relative to ``run_dir`` (``accuracy_matrix_png``,
         ``confusion_matrix_png``, ``per_class_accuracy_png``, ``class_counts_png``,
-        ``gate_scores_png``, ``report_md``, ``report_html``), only for what was written.
+        ``gate_scores_png``, ``tradeoff_png``, ``report_md``, ``report_html``), only for what was written.
     """
     run_dir = os.fspath(run_dir)
     os.makedirs(run_dir, exist_ok=True)

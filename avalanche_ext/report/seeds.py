@@ -16,11 +16,15 @@ SEED_KEYS: dict[str, tuple[str, ...]] = {
     "old_acc": ("discovery", "old_acc"),
     "new_acc": ("discovery", "new_acc"),
     "all_acc": ("discovery", "all_acc"),
+    "hm": ("discovery", "hm"),
+    "floor_hm": ("discovery", "floor", "frost_task_agnostic", "hm"),
     "floor_old_acc": ("discovery", "floor", "frost_task_agnostic", "old_acc"),
     "floor_all_acc": ("discovery", "floor", "frost_task_agnostic", "all_acc"),
     "task_aware_all_acc": ("discovery", "conventions", "frost_task_aware", "all_acc"),
     "routing_auroc": ("discovery", "routing_auroc"),
     "cluster_acc": ("discovery", "cluster_acc"),
+    "transductive_acc": ("discovery", "transductive_acc"),
+    "tradeoff_auc": ("discovery", "tradeoff", "auc"),
     "gate_auroc": ("discovery", "gate", "auroc"),
     "novel_predicted_new": ("discovery", "novel_predicted_new"),
     "total_s": ("timing", "total_s"),
@@ -28,6 +32,7 @@ SEED_KEYS: dict[str, tuple[str, ...]] = {
 """Row name -> path into ``results.json``."""
 
 SEED_DIFFERENCES: dict[str, tuple[str, str]] = {
+    "hm_gain_over_floor": ("hm", "floor_hm"),
     "all_acc_gain_over_floor": ("all_acc", "floor_all_acc"),
     "old_acc_drop": ("floor_old_acc", "old_acc"),
 }

@@ -53,7 +53,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
       ``average_accuracy`` is weighted by the test experiences' sizes when ``scenario.test_stream``
       records them, so it equals Avalanche's stream accuracy.
     - ``long_tail`` when ``scenario.train_class_counts`` and ``per_class_accuracy`` exist, with the
-      thresholds of ``results.get("long_tail_config", {})`` (see :func:`long_tail_options`).
+      thresholds of ``results.get("long_tail_config", {})`` (see :func:`long_tail_options`); in a
+      discovery run over the known classes only (``scenario.novel_classes`` left out).
     - ``discovery`` and every other block are left as they are (only converted to plain JSON).
 
     Every value is passed through :func:`to_jsonable`: numpy / torch numbers become python
@@ -79,5 +80,28 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     per_class = results.get("per_class_accuracy")
     if counts and per_class:
         options = long_tail_options(results.get("long_tail_config"))
-        results["long_tail"] = to_jsonable(long_tail_summary(per_class, counts, **options))
+        per_class, counts, keep = _labelled_classes(results, per_class, counts)
+        block = long_tail_summary(per_class, counts, **options)
+        if keep is not None:
+            if block.get("lowest_recall_class") is not None:
+                block["lowest_recall_class"] = keep[int(block["lowest_recall_class"])]
+            block["groups"] = {k: [keep[i] for i in v] for k, v in block["groups"].items()}
+            block["classes"] = (
+                "known (labelled) classes only: the novel classes arrived unlabeled and are "
+                "scored in the discovery block"
+            )
+        results["long_tail"] = to_jsonable(block)
     return results
+
+
+def _labelled_classes(results: dict[str, Any], per_class: list, counts: list):
+    """The classes a long-tail split is about: in a discovery run only the known ones. The novel
+    classes' training images arrived unlabeled (hundreds each), so counting them as many-shot
+    classes would fill the head group with classes nobody labelled, and with them the head/tail
+    split itself would move."""
+    scenario = results.get("scenario") or {}
+    novel = set(scenario.get("novel_classes") or [])
+    if not novel or scenario.get("hide_novel_labels") is not True:
+        return per_class, counts, None
+    keep = [c for c in range(min(len(per_class), len(counts))) if c not in novel]
+    return [per_class[c] for c in keep], [counts[c] for c in keep], keep

@@ -45,7 +45,10 @@ def test_hand_computed_summary():
     assert out["convention"] == "frost_task_agnostic"
     frost = (out["old_acc"], out["new_acc"], out["all_acc"])
     assert frost == (0.75, 0.75, 0.75)
-    assert conventions["frost_task_agnostic"] == dict(zip(("old_acc", "new_acc", "all_acc"), frost))
+    assert conventions["frost_task_agnostic"] == dict(
+        zip(("old_acc", "new_acc", "all_acc", "hm"), (*frost, 0.75))
+    )
+    assert out["hm"] == 0.75  # the headline: harmonic mean of old 3/4 and new 3/4
     # GCD v2: one matching over all test samples: 0->0 (1), 1->1 (2), 5->2 (2), 4->3 (1) = 6 of 8
     v2 = conventions["gcd_v2_all_hungarian"]
     assert (v2["old_acc"], v2["new_acc"], v2["all_acc"]) == (0.75, 0.75, 0.75)
@@ -58,6 +61,11 @@ def test_hand_computed_summary():
     # logit 4 is second to old 0): routing cost it in the primary number, not here
     aware = conventions["frost_task_aware"]
     assert (aware["old_acc"], aware["new_acc"], aware["all_acc"]) == (0.75, 1.0, 0.875)
+    assert aware["hm"] == pytest.approx(2 * 0.75 * 1.0 / 1.75)
+    # chance per convention: task-agnostic picks among all 4 classes, task-aware among 2 and 2
+    assert out["chance"] == out["chance_by_convention"]["frost_task_agnostic"]
+    assert out["chance"]["new_acc"] == 0.25 and out["chance"]["old_acc"] == 0.25
+    assert out["chance_by_convention"]["frost_task_aware"]["new_acc"] == 0.5
     # margins max new - max old: known -10 (x4); novel 10, 10, 10, -5: every pair ordered right
     assert out["routing_auroc"] == 1.0
     assert set(out["convention_texts"]) == set(CONVENTIONS)
@@ -65,7 +73,9 @@ def test_hand_computed_summary():
     assert out["novel_predicted_new"] == 0.75 and out["known_predicted_new"] == 0.0
     assert out["mapped_ids"] == 2 and out["unmapped_predictions"] == 0.0
     assert out["triggered"] is True and out["reason"] == "4 pooled >= trigger_size 2"
-    assert out["chance"] == {"old_acc": 0.5, "new_acc": 0.5, "all_acc": 0.25}
+    # task-agnostic chance: a random prediction among all 4 classes (was 1/2 for old and new,
+    # the task-aware levels, although the primary convention chooses among every class)
+    assert out["chance"] == {"old_acc": 0.25, "new_acc": 0.25, "all_acc": 0.25, "hm": 0.25}
     gate = out["gate"]
     # pooled {1, 2, 3, 4}; novel {1, 2, 3, 5}: precision 3/4, recall 3/4
     assert (gate["precision"], gate["recall"]) == (0.75, 0.75)
@@ -98,10 +108,16 @@ def test_floor_is_scored_under_every_convention_with_the_same_mapping():
         "old_acc": 0.75,
         "new_acc": 0.0,
         "all_acc": 0.375,
+        "hm": 0.0,  # a model that never predicts a new id
     }
     assert out["floor"]["new_ids_only_hungarian"]["new_acc"] == 0.0  # no logits: no new id
     # no logits, but only old ids predicted: the old-column argmax, no novel image right
-    assert out["floor"]["frost_task_aware"] == {"old_acc": 0.75, "new_acc": 0.0, "all_acc": 0.375}
+    assert out["floor"]["frost_task_aware"] == {
+        "old_acc": 0.75,
+        "new_acc": 0.0,
+        "all_acc": 0.375,
+        "hm": 0.0,
+    }
     assert set(out["floor"]) == set(CONVENTIONS)
 
 
@@ -116,7 +132,12 @@ def test_task_aware_floor_and_routing_need_grown_new_columns():
         logits_all=width2,
         floor={"predictions": floor, "logits": width2},
     )
-    assert out["floor"]["frost_task_aware"] == {"old_acc": 0.75, "new_acc": 0.0, "all_acc": 0.375}
+    assert out["floor"]["frost_task_aware"] == {
+        "old_acc": 0.75,
+        "new_acc": 0.0,
+        "all_acc": 0.375,
+        "hm": 0.0,
+    }
     assert out["routing_auroc"] is None  # nothing grown: no new-vs-old margin to rank
     # padded columns (MASKED_LOGIT) are not grown classes either
     padded = torch.cat([width2, torch.full((8, 4), MASKED_LOGIT)], 1)
@@ -177,3 +198,44 @@ def test_undefined_values_are_none_never_nan():
     json.dumps(out, allow_nan=False)
     single = experience_summary({"true_labels": [0, 2]}, 2)
     assert single["num_novel"] == 1 and single["gate"]["precision"] is None
+
+
+def test_the_updated_heads_own_ids_give_the_transductive_accuracy_and_the_mapping():
+    # the head after the update relabels the training samples: novel samples 1, 2 (class 2) get
+    # id 4, samples 3, 5 (class 3) id 5: the opposite of the k-means ids 5 / 4
+    entry = dict(ENTRY, head_of_all=torch.tensor([0, 4, 4, 5, 1, 5]), k_source="given")
+    entry["num_discovered"] = 2
+    p = [0, 1, 1, 1, 4, 4, 5, 0]  # the test predictions use the head's ids
+    out = discovery_summary(Y_ALL, p, [0, 1], [entry])
+    assert out["transductive_acc"] == 1.0  # the head's ids match the classes exactly
+    assert out["cluster_acc"] == pytest.approx(0.75)  # k-means: sample 5 (class 3) was missed
+    # the mapping comes from the head's ids (4 -> 2, 5 -> 3): new accuracy 3 of 4, not 0
+    assert out["new_acc"] == 0.75 and out["hm"] == 0.75
+    assert out["k_source"] == "given" and out["num_discovered"] == 2
+    # without the head's ids the k-means mapping (5 -> 2, 4 -> 3) scores these predictions 0
+    plain = discovery_summary(Y_ALL, p, [0, 1], [ENTRY])
+    assert plain["new_acc"] == 0.0 and plain["transductive_acc"] is None
+
+
+def test_summary_sweeps_the_operating_point_on_the_test_logits():
+    out = discovery_summary(Y_ALL, P_ALL, [0, 1], [ENTRY], logits_all=logits_of(P_ALL))
+    curve = out["tradeoff"]
+    assert len(curve["old_acc"]) == len(curve["new_acc"]) == len(curve["offsets"])
+    # nothing routed new: old 3/4 (the 0 predicted 1), new 0; the chosen point lies on the curve
+    assert (curve["old_acc"][0], curve["new_acc"][0]) == (0.75, 0.0)
+    assert any(
+        o == out["old_acc"] and n == out["new_acc"]
+        for o, n in zip(curve["old_acc"], curve["new_acc"])
+    )
+    assert 0.0 < curve["auc"] <= 1.0
+    # no new column: no curve
+    assert discovery_summary(Y_ALL, [0, 1, 1, 1, 0, 1, 1, 0], [0, 1], [ENTRY])["tradeoff"] is None
+
+
+def test_discovery_headline_replaces_the_raw_id_accuracy():
+    from avalanche_ext.metrics.discovery import discovery_headline
+
+    summary = discovery_summary(Y_ALL, P_ALL, [0, 1], [ENTRY])
+    final = discovery_headline({"stream_accuracy": 0.375, "stream_forgetting": None}, summary)
+    assert final["stream_accuracy"] == summary["all_acc"] == 0.75
+    assert final["stream_accuracy_raw_ids"] == 0.375 and final["hm"] == summary["hm"]

@@ -89,6 +89,7 @@ def test_a_novel_image_predicted_as_an_old_id_is_wrong():
         "old_acc": 1.0,
         "new_acc": 1.0,
         "all_acc": 1.0,
+        "hm": 1.0,
     }
 
 

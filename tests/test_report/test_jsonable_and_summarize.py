@@ -101,3 +101,28 @@ def test_summarize_makes_nan_and_numpy_strict_json():
 
 def test_summarize_without_data_adds_nothing():
     assert summarize({"config": "x.py"}) == {"config": "x.py"}
+
+
+def test_discovery_run_long_tail_block_leaves_the_unlabeled_novel_classes_out():
+    # 4 known classes with a step tail (2 x 500, 2 x 5 images) + 2 novel classes arriving
+    # unlabeled with 500 images each: they are not many-shot classes of anybody's long tail
+    results = {
+        "scenario": {
+            "train_class_counts": [500, 500, 5, 5, 500, 500],
+            "novel_classes": [4, 5],
+            "hide_novel_labels": True,
+        },
+        "per_class_accuracy": [0.9, 0.8, 0.3, 0.1, 0.0, 0.5],
+    }
+    block = summarize(results)["long_tail"]
+    grouped = sorted(c for ids in block["groups"].values() for c in ids)
+    assert 4 not in grouped and 5 not in grouped
+    assert block["groups"]["many"] == [0, 1] and block["groups"]["few"] == [2, 3]
+    assert block["many_acc"] == pytest.approx(0.85) and block["few_acc"] == pytest.approx(0.2)
+    assert block["lowest_recall"] == pytest.approx(0.1) and block["lowest_recall_class"] == 3
+    assert "known" in block["classes"]
+    # the same classes labelled (the demo's split shows the labels): every class counts
+    results["scenario"]["hide_novel_labels"] = False
+    results.pop("long_tail")
+    block = summarize(results)["long_tail"]
+    assert block["lowest_recall"] == 0.0 and "classes" not in block

@@ -1,0 +1,198 @@
+"""The old-vs-new operating point of a grown classifier: one offset ``b`` added to every new class's
+logit, chosen without test labels, and the whole old/new trade-off as ``b`` sweeps.
+
+Pure functions. A calibration objective is registered by a decorator in ``CALIBRATION_OBJECTIVES``
+and sees only :class:`CalibrationData`: held-out KNOWN images with their labels (never trained on)
+and the UNLABELED pooled discovery images. Nothing here reads a test label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CALIBRATION_OBJECTIVES",
+    "CalibrationData",
+    "calibrate_offset",
+    "class_balanced_weights",
+    "offset_candidates",
+    "register_calibration",
+    "tradeoff_curve",
+]
+
+
+@dataclass
+class CalibrationData:
+    """What an operating point may be chosen from.
+
+    Args:
+        known_margins: ``[n]`` best new logit minus best old logit of held-out known images.
+        known_old_correct: ``[n]`` whether the argmax over the OLD logits is the true class.
+        known_labels: ``[n]`` their classes (for class-balanced weights).
+        novel_margins: ``[m]`` the same margin of the pooled (likely novel) discovery images.
+        novel_confidence: an unlabeled estimate of the accuracy of the new rows on the images they
+            receive (the mean, over the pooled images, of the top softmax probability among the new
+            classes).
+    """
+
+    known_margins: torch.Tensor
+    known_old_correct: torch.Tensor
+    known_labels: torch.Tensor
+    novel_margins: torch.Tensor
+    novel_confidence: float
+
+
+Objective = Callable[..., float]
+CALIBRATION_OBJECTIVES: dict[str, Objective] = {}
+
+
+def register_calibration(name: str) -> Callable[[Objective], Objective]:
+    """Registers ``f(data: CalibrationData, **options) -> offset`` under ``name``."""
+
+    def wrap(fn: Objective) -> Objective:
+        CALIBRATION_OBJECTIVES[name] = fn
+        return fn
+
+    return wrap
+
+
+def class_balanced_weights(labels: torch.Tensor) -> torch.Tensor:
+    """``[n]`` weights summing to 1 with every class's images weighing the same in total.
+
+    The held-out known images follow the long-tailed training distribution (a head class holds
+    ~10x the images of a tail class) while the test set is balanced: unweighted, a rate or an
+    accuracy on them would be a head-class rate.
+    """
+    labels = labels.long().flatten()
+    if labels.numel() == 0:
+        return torch.empty(0, dtype=torch.float64)
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    weights = 1.0 / counts[inverse].double()
+    return weights / weights.sum()
+
+
+def offset_candidates(*margins: torch.Tensor, num: int = 512) -> torch.Tensor:
+    """``num`` offsets spanning every decision the margins allow (quantiles of ``-margins``, plus
+    one beyond each end: nothing new / everything new)."""
+    values = torch.cat([m.detach().double().flatten() for m in margins])
+    if values.numel() == 0:
+        return torch.zeros(1, dtype=torch.float64)
+    q = torch.quantile(-values, torch.linspace(0, 1, num - 2, dtype=torch.float64))
+    return torch.cat([q[:1] - 1.0, q, q[-1:] + 1.0])
+
+
+def _old_accuracy(data: CalibrationData, offsets: torch.Tensor) -> torch.Tensor:
+    """Class-balanced accuracy of the held-out known images at each offset."""
+    weights = class_balanced_weights(data.known_labels)
+    kept = data.known_margins.double()[None, :] + offsets[:, None] <= 0
+    return (kept & data.known_old_correct.bool()[None, :]).double() @ weights
+
+
+def _known_new_rate(data: CalibrationData, offsets: torch.Tensor) -> torch.Tensor:
+    weights = class_balanced_weights(data.known_labels)
+    return (data.known_margins.double()[None, :] + offsets[:, None] > 0).double() @ weights
+
+
+@register_calibration("known_false_novel_rate")
+def rate_offset(data: CalibrationData, rate: float = 0.1) -> float:
+    """The offset at which a class-balanced share ``rate`` of held-out known images is predicted
+    as a new class (a bias correction in the spirit of BiC, fitted on known data)."""
+    offsets = offset_candidates(data.known_margins)
+    share = _known_new_rate(data, offsets)
+    return float(offsets[int(torch.argmin((share - rate).abs()))])
+
+
+@register_calibration("hm")
+def hm_offset(data: CalibrationData, rate: float | None = None) -> float:
+    """The offset maximising the harmonic mean of the estimated old and new accuracy.
+
+    Old accuracy at ``b``: class-balanced share of held-out known images that stay on an old class
+    and are right there. New accuracy at ``b``: share of pooled discovery images routed to a new
+    class times ``novel_confidence`` (no label is available on that side). Ties go to the offset
+    closest to 0 (the trained head's own decision). ``rate`` is ignored.
+    """
+    offsets = offset_candidates(data.known_margins, data.novel_margins)
+    old = _old_accuracy(data, offsets)
+    routed = (data.novel_margins.double()[None, :] + offsets[:, None] > 0).double().mean(1)
+    new = routed * float(data.novel_confidence)
+    hm = torch.where(old + new > 0, 2 * old * new / (old + new).clamp_min(1e-12), 0.0)
+    best = torch.nonzero(hm >= hm.max() - 1e-12).flatten()
+    return float(offsets[best[torch.argmin(offsets[best].abs())]])
+
+
+def calibrate_offset(data: CalibrationData, objective: str, **options: float) -> float:
+    """The offset chosen by the registered ``objective`` (0.0 without held-out known images)."""
+    if objective not in CALIBRATION_OBJECTIVES:
+        raise ValueError(
+            f"calibration_objective must be one of {sorted(CALIBRATION_OBJECTIVES)}, "
+            f"got {objective!r}"
+        )
+    if data.known_margins.numel() == 0:
+        return 0.0
+    return CALIBRATION_OBJECTIVES[objective](data, **options)
+
+
+def _area(olds: np.ndarray, news: np.ndarray) -> float:
+    """Area under the upper envelope of (old, new) points, closed at (0, max new) and (max old, 0)."""
+    order = np.lexsort((-news, olds))
+    xs, ys = olds[order], news[order]
+    envelope = np.maximum.accumulate(ys[::-1])[::-1]  # best new accuracy at old >= x
+    xs = np.concatenate([[0.0], xs, [xs[-1]]])
+    ys = np.concatenate([[envelope[0]], envelope, [0.0]])
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2))
+
+
+def tradeoff_curve(
+    y: np.ndarray,
+    logits: np.ndarray,
+    num_known: int,
+    mapping: dict[int, int],
+    num: int = 101,
+) -> dict[str, list[float] | float]:
+    """Task-agnostic old and new accuracy of a test set as the new classes' offset sweeps.
+
+    For each ``delta`` (added to every new column of ``logits``, from "nothing new" to "everything
+    new"), the prediction is the argmax; a new id counts as right when ``mapping`` maps it to the
+    true class. The area under new-vs-old accuracy (old on the x axis; the upper envelope of the
+    points, closed at both axes, by trapezoids) summarises the trade-off independently of the
+    chosen operating point: 1 for a perfect head, 0 for one whose new ids are never right.
+
+    Args:
+        y: ``[N]`` true labels (known classes are ``< num_known``).
+        logits: ``[N, C]`` final logits, ``C > num_known``.
+        num_known: number of known classes (columns before the new ones).
+        mapping: discovered id -> true class.
+        num: number of offsets.
+
+    Returns:
+        dict: ``offsets``, ``old_acc``, ``new_acc`` (lists) and ``auc``.
+    """
+    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(y)).long()
+    margins = logits[:, num_known:].amax(1) - logits[:, :num_known].amax(1)
+    deltas = offset_candidates(margins, num=num)
+    old_pred = logits[:, :num_known].argmax(1)
+    new_ids = logits[:, num_known:].argmax(1) + num_known
+    table = torch.full((logits.shape[1],), -1, dtype=torch.long)
+    for cluster, cls in mapping.items():
+        if 0 <= int(cluster) < table.numel():
+            table[int(cluster)] = int(cls)
+    new_pred = table[new_ids]
+    known = y < num_known
+    olds, news = [], []
+    for d in deltas:
+        route_new = margins + d > 0
+        pred = torch.where(route_new, new_pred, old_pred)
+        olds.append(float((pred[known] == y[known]).double().mean()) if known.any() else 0.0)
+        news.append(float((pred[~known] == y[~known]).double().mean()) if (~known).any() else 0.0)
+    auc = _area(np.asarray(olds), np.asarray(news))
+    return {
+        "offsets": [float(d) for d in deltas],
+        "old_acc": olds,
+        "new_acc": news,
+        "auc": auc,
+    }

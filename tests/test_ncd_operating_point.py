@@ -1,0 +1,78 @@
+"""The old-vs-new operating point: objectives chosen without test labels, and the trade-off curve."""
+
+import numpy as np
+import pytest
+import torch
+
+from avalanche_ext.operating_point import (
+    CalibrationData,
+    calibrate_offset,
+    class_balanced_weights,
+    tradeoff_curve,
+)
+
+
+def test_class_balanced_weights_give_each_class_the_same_total():
+    w = class_balanced_weights(torch.tensor([0, 0, 0, 1]))
+    assert w.tolist() == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 2])
+
+
+def _data(known_margins, correct, labels, novel_margins, confidence=1.0):
+    return CalibrationData(
+        known_margins=torch.tensor(known_margins, dtype=torch.float32),
+        known_old_correct=torch.tensor(correct),
+        known_labels=torch.tensor(labels),
+        novel_margins=torch.tensor(novel_margins, dtype=torch.float32),
+        novel_confidence=confidence,
+    )
+
+
+def test_rate_objective_is_class_balanced_on_a_long_tailed_hold_out():
+    # class 0 (head): 9 images with margins -9..-1; class 1 (tail): one image at margin 0.5
+    margins = [-9.0, -8, -7, -6, -5, -4, -3, -2, -1, 0.5]
+    data = _data(margins, [True] * 10, [0] * 9 + [1], [1.0])
+    b = calibrate_offset(data, "known_false_novel_rate", rate=0.5)
+    new = torch.tensor(margins) + b > 0
+    # half of the class-balanced mass: the tail image alone (weight 1/2), not 5 head images
+    assert new.tolist() == [False] * 9 + [True]
+
+
+def test_hm_objective_routes_separable_novel_images_to_new_and_keeps_known_ones():
+    # known images sit below -1, pooled novel ones above +1: any offset in (-1, 1) is perfect
+    data = _data([-3.0, -2.0, -1.5, -1.2], [True] * 4, [0, 1, 2, 3], [1.2, 2.0, 3.0])
+    b = calibrate_offset(data, "hm")
+    assert all(m + b <= 0 for m in (-3.0, -2.0, -1.5, -1.2))
+    assert all(m + b > 0 for m in (1.2, 2.0, 3.0))
+
+
+def test_hm_objective_moves_the_cut_against_a_biased_head():
+    # a head biased to old classes: every pooled novel image has a negative margin
+    data = _data([-5.0, -4.0, -4.5, -6.0], [True] * 4, [0, 1, 2, 3], [-2.0, -1.5, -1.0])
+    b = calibrate_offset(data, "hm")
+    assert b > 1.0  # the novel images now get new ids ...
+    assert all(m + b <= 0 for m in (-5.0, -4.0, -4.5, -6.0))  # ... and known ones stay
+
+
+def test_unknown_objective_is_refused_and_no_hold_out_means_no_offset():
+    with pytest.raises(ValueError, match="calibration_objective"):
+        calibrate_offset(_data([0.0], [True], [0], [0.0]), "best_test_accuracy")
+    assert calibrate_offset(_data([], [], [], [1.0]), "hm") == 0.0
+
+
+def test_tradeoff_curve_of_a_perfect_head_has_area_one():
+    # 2 known classes, 2 new columns mapped to classes 2 and 3
+    logits = np.array([[5, 0, -1, -1], [0, 5, -1, -1], [-1, -1, 5, 0], [-1, -1, 0, 5]], dtype=float)
+    y = np.array([0, 1, 2, 3])
+    curve = tradeoff_curve(y, logits, 2, {2: 2, 3: 3})
+    assert curve["auc"] == pytest.approx(1.0)
+    assert max(curve["old_acc"]) == 1.0 and max(curve["new_acc"]) == 1.0
+    # the ends: nothing new (old 1, new 0) and everything new (old 0, new 1)
+    assert (curve["old_acc"][0], curve["new_acc"][0]) == (1.0, 0.0)
+    assert (curve["old_acc"][-1], curve["new_acc"][-1]) == (0.0, 1.0)
+
+
+def test_tradeoff_curve_counts_wrongly_mapped_new_ids_as_errors():
+    logits = np.array([[5, 0, -1, -1], [-1, -1, 5, 0]], dtype=float)
+    curve = tradeoff_curve(np.array([0, 3]), logits, 2, {2: 2, 3: 3})
+    assert max(curve["new_acc"]) == 0.0  # the novel image goes to id 2, mapped to class 2
+    assert curve["auc"] == pytest.approx(0.0)
