@@ -140,6 +140,8 @@ class DiscoveryState:
         unmasked_logits: the current minibatch's logits before any plugin masked them for the
             criterion (see :meth:`mask_for_criterion`).
         new_bias_offset: the old-vs-new offset added to the new rows after the last update.
+        operating_point: how that offset was chosen: the objective and the label-free validation
+            estimate (held-out known images + pooled images) at the chosen offset and at 0.
         triggered: whether the last discovery experience ran its update.
         reason: why (or why not), one sentence.
     """
@@ -158,6 +160,7 @@ class DiscoveryState:
     calibration_labels: torch.Tensor | None = None
     unmasked_logits: torch.Tensor | None = None
     new_bias_offset: float | None = None
+    operating_point: dict[str, Any] | None = None
     triggered: bool | None = None
     reason: str = ""
     _teacher_key: int | None = field(default=None, repr=False)
@@ -216,6 +219,7 @@ class DiscoveryState:
             "num_discovered": self.num_discovered,
             "k_source": self.k_source,
             "new_bias_offset": self.new_bias_offset,
+            "operating_point": self.operating_point,
         }
         if pool is not None:
             out.update(

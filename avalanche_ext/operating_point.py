@@ -19,6 +19,7 @@ __all__ = [
     "CalibrationData",
     "calibrate_offset",
     "class_balanced_weights",
+    "estimate_at",
     "offset_candidates",
     "register_calibration",
     "tradeoff_curve",
@@ -122,6 +123,18 @@ def hm_offset(data: CalibrationData, rate: float | None = None) -> float:
     hm = torch.where(old + new > 0, 2 * old * new / (old + new).clamp_min(1e-12), 0.0)
     best = torch.nonzero(hm >= hm.max() - 1e-12).flatten()
     return float(offsets[best[torch.argmin(offsets[best].abs())]])
+
+
+def estimate_at(data: CalibrationData, offset: float) -> dict[str, float]:
+    """The label-free validation estimate at ``offset``: class-balanced old accuracy on the held-out
+    known images, estimated new accuracy on the pooled images (see :func:`hm_offset`) and their
+    harmonic mean. Settings are compared by this number, never by a test accuracy."""
+    offsets = torch.tensor([float(offset)], dtype=torch.float64)
+    old = float(_old_accuracy(data, offsets)[0]) if data.known_margins.numel() else 0.0
+    routed = (data.novel_margins.double() + offset > 0).double().mean()
+    new = float(routed) * float(data.novel_confidence) if data.novel_margins.numel() else 0.0
+    hm = 2 * old * new / (old + new) if old + new > 0 else 0.0
+    return {"offset": float(offset), "old_acc": old, "new_acc": new, "hm": hm}
 
 
 def calibrate_offset(data: CalibrationData, objective: str, **options: float) -> float:

@@ -58,6 +58,12 @@ TOP_LEVEL_KEYS: set[str] = {
     "custom_imports",
 }
 CHECKPOINT_KEYS = {"interval", "epoch_interval"}
+# Sub-keys of the blocks the runner reads itself: a key nothing reads is a typo or a stale recipe
+# (``discovery=dict(hungarian='all')`` was silently ignored for months).
+BLOCK_KEYS: dict[str, set[str]] = {
+    "checkpoint_config": CHECKPOINT_KEYS,
+    "discovery": {"histogram_bins"},
+}
 # scenario key -> the top-level pipeline it defaults to.
 _PIPELINES = {"train_transform": "train_pipeline", "eval_transform": "test_pipeline"}
 
@@ -73,9 +79,17 @@ def did_you_mean(name: str, valid: list[str] | set[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def _check_block(value: Any, block: str, known: set[str]) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{block}: expected a dict, got {value!r}")
+    for key in value or {}:
+        if key not in known:
+            raise ConfigError(f"{block}.{key}: unknown key{did_you_mean(key, known)}")
+
+
 def check_keys(cfg: Config) -> None:
-    """Rejects unknown top-level keys (helper variables start with ``_``) and unknown
-    ``checkpoint_config`` keys.
+    """Rejects unknown top-level keys (helper variables start with ``_``) and unknown keys of
+    the blocks in :data:`BLOCK_KEYS`.
 
     Raises:
         ConfigError: naming the key and the closest known one.
@@ -87,14 +101,9 @@ def check_keys(cfg: Config) -> None:
             f"{key}: unknown top-level key{did_you_mean(key, TOP_LEVEL_KEYS)} "
             "(helper variables must start with '_')"
         )
+    for block, known in BLOCK_KEYS.items():
+        _check_block(cfg.get(block), block, known)
     ckpt = cfg.get("checkpoint_config")
-    if ckpt is not None and not isinstance(ckpt, dict):
-        raise ConfigError(f"checkpoint_config: expected a dict, got {ckpt!r}")
-    for key in ckpt or {}:
-        if key not in CHECKPOINT_KEYS:
-            raise ConfigError(
-                f"checkpoint_config.{key}: unknown key{did_you_mean(key, CHECKPOINT_KEYS)}"
-            )
     epoch_interval = (ckpt or {}).get("epoch_interval")
     if epoch_interval is not None and (
         isinstance(epoch_interval, bool)

@@ -16,7 +16,12 @@ from avalanche_ext.models.classifier import align_new_rows, set_batchnorm_mode
 from avalanche_ext.ncd import lookup_table
 from avalanche_ext.ncd_state import discovery_state
 from avalanche_ext.novelty import sample_replay_features
-from avalanche_ext.operating_point import CALIBRATION_OBJECTIVES, CalibrationData, calibrate_offset
+from avalanche_ext.operating_point import (
+    CALIBRATION_OBJECTIVES,
+    CalibrationData,
+    calibrate_offset,
+    estimate_at,
+)
 from avalanche_ext.plugin_helpers import (
     dataset_outputs,
     frozen_copy,
@@ -473,6 +478,11 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         offset = calibrate_offset(
             data, self.calibration_objective, rate=self.known_false_novel_rate
         )
+        state.operating_point = {
+            "objective": self.calibration_objective,
+            "validation_estimate": estimate_at(data, offset),
+            "validation_estimate_at_zero": estimate_at(data, 0.0),
+        }
         with torch.no_grad():
             model.classifier.bias[num_old:] += offset
         return offset

@@ -96,7 +96,7 @@ class NovelHeadUpdatePlugin(SupervisedPlugin, supports_distributed=False):
     def __init__(
         self,
         objective: str = "swapped",
-        discovery_weight: float = 1.0,
+        discovery_weight: float = 0.5,
         joint_weight: float = 1.0,
         temperature: float = 0.1,
         sinkhorn_epsilon: float = 0.05,

@@ -624,6 +624,8 @@ def discovery_summary(
             "transductive_convention": TRANSDUCTIVE_CONVENTION,
             "num_discovered": last.get("num_discovered"),
             "k_source": last.get("k_source"),
+            "new_bias_offset": last.get("new_bias_offset"),
+            "operating_point": last.get("operating_point"),
             "triggered": last.get("triggered") if entries else None,
             "reason": last.get("reason") if entries else "no discovery experience was scored",
             "conventions": conventions,

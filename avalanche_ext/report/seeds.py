@@ -32,7 +32,7 @@ SEED_KEYS: dict[str, tuple[str, ...]] = {
 """Row name -> path into ``results.json``."""
 
 SEED_DIFFERENCES: dict[str, tuple[str, str]] = {
-    "hm_gain_over_floor": ("hm", "floor_hm"),
+    "hm_gain": ("hm", "floor_hm"),
     "all_acc_gain_over_floor": ("all_acc", "floor_all_acc"),
     "old_acc_drop": ("floor_old_acc", "old_acc"),
 }

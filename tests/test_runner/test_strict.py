@@ -23,6 +23,15 @@ def test_unknown_top_level_key_says_did_you_mean():
         load_config(SYNTHETIC_CONFIG, {"chekpoint_config.interval": 1})
 
 
+def test_a_discovery_key_nothing_reads_is_refused():
+    # legacy recipes carried discovery=dict(hungarian='all'), which nothing ever read
+    with pytest.raises(ConfigError, match=r"^discovery\.hungarian: unknown key"):
+        load_config(SYNTHETIC_CONFIG, {"discovery.hungarian": "all"})
+    with pytest.raises(ConfigError, match=r"did you mean 'histogram_bins'"):
+        load_config(SYNTHETIC_CONFIG, {"discovery.histogram_bin": 10})
+    assert load_config(SYNTHETIC_CONFIG, {"discovery.histogram_bins": 10}).discovery
+
+
 def test_underscore_helpers_are_accepted_and_not_dumped(tmp_path):
     leaf = tmp_path / "leaf.py"
     leaf.write_text(
