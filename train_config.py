@@ -25,7 +25,7 @@ if os.getcwd() not in sys.path:
 
 import avalanche_ext  # noqa: E402, F401  (import fixes first, before mmengine/torchvision)
 from avalanche_ext.errors import ConfigError  # noqa: E402
-from avalanche_ext.safety import Interrupted  # noqa: E402
+from avalanche_ext.signals import Interrupted  # noqa: E402
 
 EXIT_USER_ERROR = 2
 

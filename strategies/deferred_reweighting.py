@@ -32,6 +32,8 @@ class DRWPlugin(SupervisedPlugin):
         beta: effective-number hyper-parameter (0.9999).
     """
 
+    stateless = True  # nothing to checkpoint: the weights follow from the epoch and the counts
+
     needs_class_counts = True
 
     def __init__(self, start_epoch: int | float = 160, beta: float = 0.9999):
@@ -52,13 +54,6 @@ class DRWPlugin(SupervisedPlugin):
         weights = effective_number_weights(strategy.class_counts, self.beta) if on else None
         _set_weight(strategy._criterion, weights)
         self.active = on
-
-    def state_dict(self) -> dict:
-        """Stateless: the weights follow from the epoch and the counts."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None
 
 
 def _set_weight(criterion, weights) -> None:

@@ -22,6 +22,8 @@ class PosthocLogitAdjustmentPlugin(SupervisedPlugin):
         tau: adjustment strength (1.0; 0 leaves the logits alone).
     """
 
+    stateless = True  # nothing to checkpoint: the adjustment follows from the class counts
+
     needs_class_counts = True
 
     def __init__(self, tau: float = 1.0):
@@ -33,9 +35,3 @@ class PosthocLogitAdjustmentPlugin(SupervisedPlugin):
         if counts is None or self.tau == 0:
             return  # evaluated before any training: no prior yet
         strategy.mb_output = posthoc_logit_adjustment(strategy.mb_output, counts, self.tau)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None

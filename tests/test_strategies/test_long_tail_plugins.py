@@ -278,7 +278,7 @@ def test_long_tail_methods_run_through_the_runner(synthetic_cfg, tmp_path):
     results = run(cfg, work_dir=str(tmp_path / "run"))
     assert len(results["experiences"]) == 3
     ckpt = torch.load(tmp_path / "run" / "latest" / "checkpoints" / "latest.pth", weights_only=True)
-    counts = ckpt["plugins"]["0:ClassCountPlugin"]["per_experience"]
+    counts = ckpt["plugins"]["ClassCountPlugin"]["per_experience"]
     assert [c.tolist() for _, c in sorted(counts.items())] == [
         [24, 24],
         [0, 0, 24, 24],
