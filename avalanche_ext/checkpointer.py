@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from avalanche.core import SupervisedPlugin
 
+from avalanche_ext.capabilities import declared
 from avalanche_ext.checkpoint import (
     capture_state,
     get_rng_state,
@@ -58,19 +59,6 @@ __all__ = [
     "resume_refusal",
 ]
 
-# Configured plugins whose state is rebuilt from the config (nothing to checkpoint).
-_STATELESS_PLUGINS = {"LRSchedulerPlugin", "EarlyStoppingPlugin"}
-# Strategies whose only state is the model, optimizer and plugins (which the runner checkpoints).
-_RESUMABLE_STRATEGIES = {"Naive", "FromScratchTraining"}
-# Plugins a strategy adds itself whose state the runner restores or rebuilds.
-_INTERNAL_PLUGINS = {
-    "EvaluationPlugin",
-    "Clock",
-    "PeriodicEval",
-    "ExperienceLRScheduler",
-    "LossEpochUpdater",
-    "LRSchedulerPlugin",
-}
 _MID_KEYS = ("model", "optimizer", "optimizer_param_names", "plugins", "evaluator", "clock", "rng")
 _POSITIONAL_KEY = re.compile(r"^(?P<index>\d+):(?P<name>.+)$")
 # Rows of the classifier (and its mask of active classes) grow during a run.
@@ -98,7 +86,7 @@ def _checkpoints_state(plugin: Any) -> bool:
 
 
 def _stateless(plugin: Any) -> bool:
-    return bool(getattr(plugin, "stateless", False)) or type(plugin).__name__ in _STATELESS_PLUGINS
+    return bool(declared(plugin, "stateless", False))
 
 
 def _plugin_states(plugins: Sequence[Any]) -> dict[str, Any]:
@@ -176,16 +164,18 @@ def resume_refusal(strategy, configured: list) -> str | None:
 
     Avalanche strategies other than ``Naive`` keep state of their own (a replay buffer, importance
     weights, a teacher, the accumulated dataset) that has no checkpoint form; resuming them would
-    silently start that state from scratch, so ``--resume`` refuses them.
+    silently start that state from scratch, so ``--resume`` refuses them. A strategy that can
+    resume declares ``resumable`` (:mod:`avalanche_ext.capabilities`) or has a ``state_dict``; a
+    plugin it adds itself must be ``stateless`` or have a ``state_dict``.
     """
     name = type(strategy).__name__
-    if name not in _RESUMABLE_STRATEGIES and not callable(getattr(strategy, "state_dict", None)):
+    if not declared(strategy, "resumable") and not callable(getattr(strategy, "state_dict", None)):
         return f"strategy {name} keeps state of its own that cannot be checkpointed"
     for plugin in strategy.plugins:
-        kind = type(plugin).__name__
-        if any(plugin is p for p in configured) or kind in _INTERNAL_PLUGINS:
+        if any(plugin is p for p in configured) or _stateless(plugin):
             continue
         if not callable(getattr(plugin, "state_dict", None)):
+            kind = type(plugin).__name__
             return f"strategy {name} uses {kind}, which keeps state that cannot be checkpointed"
     return None
 

@@ -137,6 +137,9 @@ class DiscoveryState:
         new_bias_offset: the old-vs-new offset added to the new rows after the last update.
         triggered: whether the last discovery experience ran its update.
         reason: why (or why not), one sentence.
+        class_counts: LongTensor, class id -> training images of the experiences seen so far
+            (None until :class:`~avalanche_ext.class_counts.ClassCountPlugin` counted an experience;
+            read by the count-aware plugins, not only the discovery ones).
     """
 
     num_known_classes: int = 0
@@ -153,6 +156,7 @@ class DiscoveryState:
     new_bias_offset: float | None = None
     triggered: bool | None = None
     reason: str = ""
+    class_counts: torch.Tensor | None = None
     _teacher_key: int | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------ shared operations

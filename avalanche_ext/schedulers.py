@@ -143,6 +143,8 @@ class LossEpochUpdater(SupervisedPlugin, supports_distributed=True):
     the annealed regulariser ramps up again (Sensoy et al. anneal over one training run).
     """
 
+    stateless = True  # the epoch comes from the strategy's clock, which the checkpointer saves
+
     def before_training_epoch(self, strategy, **kwargs):
         strategy._criterion.set_epoch(strategy.clock.train_exp_epochs)
 

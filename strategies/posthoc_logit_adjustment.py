@@ -5,6 +5,7 @@ from __future__ import annotations
 from avalanche.core import SupervisedPlugin
 
 from avalanche_ext.losses.long_tail import posthoc_logit_adjustment
+from avalanche_ext.ncd_state import discovery_state
 from avalanche_ext.registry import PLUGINS
 
 __all__ = ["PosthocLogitAdjustmentPlugin"]
@@ -31,7 +32,7 @@ class PosthocLogitAdjustmentPlugin(SupervisedPlugin):
         self.tau = tau
 
     def after_eval_forward(self, strategy, **kwargs):
-        counts = getattr(strategy, "class_counts", None)
+        counts = discovery_state(strategy).class_counts
         if counts is None or self.tau == 0:
             return  # evaluated before any training: no prior yet
         strategy.mb_output = posthoc_logit_adjustment(strategy.mb_output, counts, self.tau)

@@ -1,7 +1,7 @@
 """Prepares CLEAR folders for the CLEAR scenario: few-shot index files, re-bucketed trees, features.
 
-Every function reads the tree through ``scenarios.clear.read_clear_tree`` (same validation, same
-canonical image order) and writes where the scenario looks (see docs/clear.md).
+Every function reads the tree through ``avalanche_ext.datasets.clear_layout.read_clear_tree`` (same
+validation, same canonical image order) and writes where the scenario looks (see docs/clear.md).
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from avalanche_ext.datasets.clear_layout import (  # noqa: E402
+    ClearImageDataset,
+    ClearTree,
+    read_clear_tree,
+)
 from avalanche_ext.errors import ConfigError  # noqa: E402
-from scenarios.clear import ClearImageDataset, ClearTree, read_clear_tree  # noqa: E402
 
 __all__ = [
     "by_date_taken",
