@@ -51,9 +51,9 @@ def import_package_modules(package: str) -> None:
             importlib.import_module(info.name)
 
 
-SCENARIOS = Registry("scenario", locations=["scenarios"])
-PLUGINS = Registry("plugin", locations=["strategies"])
-STRATEGIES = Registry("strategy", locations=["strategies"])
+SCENARIOS = Registry("scenario", locations=["avalanche_ext.scenarios"])
+PLUGINS = Registry("plugin", locations=["avalanche_ext.plugins", "avalanche_ext.strategies"])
+STRATEGIES = Registry("strategy", locations=["avalanche_ext.strategies"])
 METRICS = Registry("metric", locations=["avalanche_ext.metrics"])
 LOGGERS = Registry("logger", locations=["avalanche_ext.loggers"])
 TRANSFORMS = Registry("transform", locations=["avalanche_ext.transforms"])
