@@ -1,1 +1,2 @@
-"""Continual-learning plugins and strategies, one per module; each registers itself in PLUGINS."""
+"""Continual-learning plugins (hooks added to any strategy), one per module; each registers itself
+in PLUGINS."""
