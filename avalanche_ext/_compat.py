@@ -12,6 +12,8 @@ import sys
 
 import torch
 
+from avalanche_ext.paths import cache_root
+
 __all__ = [
     "patch_torchvision_ops",
     "patch_wandb",
@@ -111,12 +113,13 @@ def isolate_avalanche_home(cache_dir: str | None = None) -> str:
 
     avalanche 0.6 writes ``~/.avalanche/config.json`` at import time (and crashes when ``$HOME`` is
     read-only); its dataset root comes from that file. We import it once with ``HOME`` pointing at
-    ``cache_dir`` (default ``$AVALANCHE_EXT_CACHE`` or ``<cwd>/.cache``), then restore ``HOME``.
+    ``cache_dir`` (default: the project's cache folder, :mod:`avalanche_ext.paths`), then restore
+    ``HOME``.
 
     Returns:
         str: the folder avalanche's config lives in.
     """
-    root = cache_dir or os.environ.get("AVALANCHE_EXT_CACHE") or os.path.join(os.getcwd(), ".cache")
+    root = cache_dir or str(cache_root())
     if "avalanche.benchmarks.datasets.dataset_utils" in sys.modules:
         return os.path.dirname(
             sys.modules["avalanche.benchmarks.datasets.dataset_utils"].AVALANCHE_CONFIG_ROOT

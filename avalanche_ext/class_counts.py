@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from avalanche.core import SupervisedPlugin
 
+from avalanche_ext.ncd_state import discovery_state
+
 __all__ = ["ClassCountPlugin", "dataset_class_counts", "needs_class_counts", "sum_counts"]
 
 
@@ -54,7 +56,8 @@ class ClassCountPlugin(SupervisedPlugin):
     changes the dataset) it counts the labels of ``strategy.experience.dataset``, adds those of the
     earlier experiences, and
 
-    * sets ``strategy.class_counts`` (LongTensor, class id -> training images seen so far);
+    * sets ``strategy.ncd.class_counts`` (:class:`~avalanche_ext.ncd_state.DiscoveryState`;
+      LongTensor, class id -> training images seen so far);
     * calls ``strategy._criterion.set_class_counts(counts)`` when the loss has it.
 
     A class the model has rows for but no image yet has count 0 here; the losses treat a count
@@ -75,7 +78,7 @@ class ClassCountPlugin(SupervisedPlugin):
         index = int(getattr(experience, "current_experience", len(self.per_experience)))
         self.per_experience[index] = dataset_class_counts(experience.dataset)
         counts = self.counts()
-        strategy.class_counts = counts
+        discovery_state(strategy).class_counts = counts
         setter = getattr(strategy._criterion, "set_class_counts", None)
         if callable(setter):
             setter(counts)

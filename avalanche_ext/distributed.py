@@ -69,7 +69,6 @@ __all__ = [
     "sync_module_states",
     "sync_rng_state",
     "teardown",
-    "unwrap_model",
     "world_size",
     "wrapper_kwargs",
 ]
@@ -411,11 +410,6 @@ def load_on_every_rank(path: Any, loader: Callable[[Any], T]) -> T:
 
 
 # ------------------------------------------------------------------ models and generators
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain model inside a ``DistributedDataParallel`` wrapper (the model itself otherwise)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 @torch.no_grad()
 def sync_module_states(model: torch.nn.Module, src: int = 0) -> None:
     """Copies rank ``src``'s parameters and buffers (batch-norm statistics) into every rank's model."""

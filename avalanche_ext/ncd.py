@@ -29,10 +29,30 @@ __all__ = [
     "evict_fifo",
     "evict_most_confident",
     "lookup_table",
+    "register_eviction_policy",
     "soft_assignments",
 ]
 
 
+EvictionPolicy = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+EVICTION_POLICIES: dict[str, EvictionPolicy] = {}
+"""Pool eviction policy name -> ``f(scores, arrival, capacity) -> kept positions`` (the gate's
+``eviction`` config key names one)."""
+
+
+def register_eviction_policy(name: str) -> Callable[[EvictionPolicy], EvictionPolicy]:
+    """Decorator registering a pool eviction policy under ``name`` in :data:`EVICTION_POLICIES`."""
+
+    def wrap(fn: EvictionPolicy) -> EvictionPolicy:
+        if name in EVICTION_POLICIES:
+            raise KeyError(f"eviction policy {name!r} is already registered")
+        EVICTION_POLICIES[name] = fn
+        return fn
+
+    return wrap
+
+
+@register_eviction_policy("fifo")
 def evict_fifo(scores: torch.Tensor, arrival: torch.Tensor, capacity: int) -> torch.Tensor:
     """Keeps the ``capacity`` most recent entries (first in, first out).
 
@@ -49,6 +69,7 @@ def evict_fifo(scores: torch.Tensor, arrival: torch.Tensor, capacity: int) -> to
     return order[max(0, order.numel() - capacity) :]
 
 
+@register_eviction_policy("most_confident_out")
 def evict_most_confident(
     scores: torch.Tensor, arrival: torch.Tensor, capacity: int
 ) -> torch.Tensor:
@@ -68,13 +89,6 @@ def evict_most_confident(
     by_score = by_arrival[torch.argsort(-scores[by_arrival].double(), stable=True)]
     kept = by_score[:capacity]
     return kept[torch.argsort(arrival[kept], stable=True)]
-
-
-EVICTION_POLICIES: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
-    "most_confident_out": evict_most_confident,
-    "fifo": evict_fifo,
-}
-"""Pool eviction policy name -> ``f(scores, arrival, capacity) -> kept positions``."""
 
 
 def soft_assignments(

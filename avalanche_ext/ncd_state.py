@@ -144,6 +144,9 @@ class DiscoveryState:
             estimate (held-out known images + pooled images) at the chosen offset and at 0.
         triggered: whether the last discovery experience ran its update.
         reason: why (or why not), one sentence.
+        class_counts: LongTensor, class id -> training images of the experiences seen so far
+            (None until :class:`~avalanche_ext.class_counts.ClassCountPlugin` counted an experience;
+            read by the count-aware plugins, not only the discovery ones).
     """
 
     num_known_classes: int = 0
@@ -163,6 +166,7 @@ class DiscoveryState:
     operating_point: dict[str, Any] | None = None
     triggered: bool | None = None
     reason: str = ""
+    class_counts: torch.Tensor | None = None
     _teacher_key: int | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------ shared operations

@@ -7,13 +7,14 @@ Convention of every score: HIGHER = MORE LIKELY NOVEL. Register a new one with
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from avalanche_ext.metrics.confidence import NOVELTY_SCORES as LOGIT_SCORES
+from avalanche_ext.metrics.confidence import (
+    NOVELTY_SCORERS,
+    NoveltyScorer,
+    register_novelty_score,
+)
 from avalanche_ext.ncd_state import KnownClassStats
 
 __all__ = [
@@ -29,62 +30,10 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class NoveltyScorer:
-    """A registered score: ``fn(logits, features, stats, temperature, **kwargs) -> [N]``.
-
-    Args:
-        fn: the score function.
-        needs_features: True for feature-space scores (they need ``KnownClassStats``).
-        reference: the paper whose definition it follows.
-        transductive: the score of a sample depends on the other samples scored with it (it
-            clusters them); the gate then scores its held-out known samples in the same call.
-    """
-
-    fn: Callable[..., torch.Tensor]
-    needs_features: bool
-    reference: str
-    transductive: bool = False
-
-
-NOVELTY_SCORERS: dict[str, NoveltyScorer] = {}
-"""Score name -> :class:`NoveltyScorer`."""
-
-
-def register_novelty_score(
-    name: str, needs_features: bool, reference: str, transductive: bool = False
-):
-    """Decorator registering ``fn`` under ``name`` in :data:`NOVELTY_SCORERS`."""
-
-    def wrap(fn):
-        if name in NOVELTY_SCORERS:
-            raise KeyError(f"novelty score {name!r} is already registered")
-        NOVELTY_SCORERS[name] = NoveltyScorer(fn, needs_features, reference, transductive)
-        return fn
-
-    return wrap
-
-
-def _logit_score(method: str):
-    def score(logits, features, stats, temperature=1.0, **kwargs):
-        return LOGIT_SCORES[method](logits.float(), temperature=temperature, **kwargs)
-
-    return score
-
-
-for _name, _ref in (
-    ("msp", "Hendrycks & Gimpel, ICLR 2017 (1 - max softmax)"),
-    ("entropy", "softmax entropy"),
-    ("energy", "Liu et al., NeurIPS 2020 (free energy)"),
-    ("evidential", "Sensoy et al., NeurIPS 2018 (Dirichlet uncertainty)"),
-):
-    register_novelty_score(_name, needs_features=False, reference=_ref)(_logit_score(_name))
-
-
 @register_novelty_score(
     "max_logit", needs_features=False, reference="Hendrycks et al., ICML 2022 (negated max logit)"
 )
-def max_logit_score(logits, features=None, stats=None, temperature=1.0):
+def max_logit_score(logits, temperature=1.0):
     """``-max_j logits_j``: unlike softmax scores it keeps the logits' scale."""
     return -logits.float().amax(1)
 
@@ -187,6 +136,8 @@ def score_samples(
     if scorer.needs_features and (features is None or stats is None):
         raise ValueError(f"novelty score {method!r} needs features and known-class statistics")
     with torch.no_grad():
+        if not scorer.needs_features:
+            return scorer.fn(logits.float(), temperature=temperature, **kwargs).float()
         return scorer.fn(logits, features, stats, temperature=temperature, **kwargs).float()
 
 

@@ -23,7 +23,6 @@ __all__ = [
     "is_discovery_experience",
     "iter_outputs",
     "note_labeled_classes",
-    "same_weights",
 ]
 
 
@@ -85,14 +84,6 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     for param in teacher.parameters():
         param.requires_grad_(False)
     return teacher
-
-
-def same_weights(a: nn.Module, b: nn.Module) -> bool:
-    """Whether two models have identical state dicts (same keys, shapes and values)."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(
-        sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa
-    )
 
 
 def _batches(

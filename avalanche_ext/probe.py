@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
+from avalanche_ext.capabilities import declared
 from avalanche_ext.checkpoint import get_rng_state, set_rng_state
 from avalanche_ext.errors import ConfigError
 
 __all__ = [
-    "EXPERIENCE_HOOKS_SAFE_ON_COPIES",
     "PROBED_HOOKS",
     "probe_batch",
     "probe_mbatch",
@@ -186,14 +186,6 @@ def probe_model(
 
 # The minibatch hooks that shape the loss, in the order Avalanche's training_epoch calls them.
 PROBED_HOOKS = ("before_forward", "after_forward", "before_backward")
-# Plugins whose loss hooks read state their ``before_training_exp`` creates, and whose
-# ``before_training_exp`` provably touches nothing but the plugin and the model (read): run on the
-# copies first. Avalanche's SI: ``create_syn_data`` / ``init_batch`` fill its own parameter dicts
-# from the model's weights (its ``before_backward`` raises a KeyError without them). A plugin of
-# one's own opts in with a class attribute ``probe_experience_hooks = ("before_training_exp",)``.
-EXPERIENCE_HOOKS_SAFE_ON_COPIES: dict[str, tuple[str, ...]] = {
-    "SynapticIntelligencePlugin": ("before_training_exp",),
-}
 
 
 def probe_mbatch(experience, device: torch.device, n: int = 2) -> list[torch.Tensor] | None:
@@ -265,9 +257,11 @@ def probe_plugins(
       accumulation), since the probe takes no backward;
     * the evaluator, ``PeriodicEval`` and ``Clock``: bookkeeping, not the loss.
 
-    The one exception: a plugin listed in :data:`EXPERIENCE_HOOKS_SAFE_ON_COPIES` (or declaring
-    ``probe_experience_hooks``) gets those experience hooks first, because its loss hooks read the
-    state they create and they were read to touch only the plugin and the model (Avalanche's SI).
+    The one exception: a plugin declaring ``probe_experience_hooks`` (:mod:`avalanche_ext.capabilities`)
+    gets those experience hooks first, because its loss hooks read the state they create and they
+    were read to touch only the plugin and the model (Avalanche's SI: ``create_syn_data`` /
+    ``init_batch`` fill its own parameter dicts from the model's weights, and its
+    ``before_backward`` raises a KeyError without them).
 
     The copy's model is adapted to the first experience first (``model_adaptation``: a dynamic head
     grows to its labels), as ``train`` does before its first minibatch; it only touches the copy.
@@ -311,11 +305,8 @@ def probe_plugins(
 
 
 def _experience_hooks(plugin: Any) -> tuple[str, ...]:
-    declared = getattr(type(plugin), "probe_experience_hooks", None)
-    if declared is None:  # a subclass of a listed plugin inherits its entry
-        listed = (EXPERIENCE_HOOKS_SAFE_ON_COPIES.get(c.__name__) for c in type(plugin).__mro__)
-        declared = next((hooks for hooks in listed if hooks), ())
-    return tuple(h for h in declared if callable(getattr(plugin, h, None)))
+    hooks = declared(plugin, "probe_experience_hooks", ())
+    return tuple(h for h in hooks if callable(getattr(plugin, h, None)))
 
 
 def _run_hooks(strategy: Any, plugins: list, experience, mbatch: list[torch.Tensor]) -> None:

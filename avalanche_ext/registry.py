@@ -18,6 +18,7 @@ from typing import Any
 from mmengine.registry import Registry
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
+from avalanche_ext.capabilities import declared
 from avalanche_ext.errors import ConfigError
 
 __all__ = [
@@ -50,9 +51,9 @@ def import_package_modules(package: str) -> None:
             importlib.import_module(info.name)
 
 
-SCENARIOS = Registry("scenario", locations=["scenarios"])
-PLUGINS = Registry("plugin", locations=["strategies"])
-STRATEGIES = Registry("strategy", locations=["strategies"])
+SCENARIOS = Registry("scenario", locations=["avalanche_ext.scenarios"])
+PLUGINS = Registry("plugin", locations=["avalanche_ext.plugins", "avalanche_ext.strategies"])
+STRATEGIES = Registry("strategy", locations=["avalanche_ext.strategies"])
 METRICS = Registry("metric", locations=["avalanche_ext.metrics"])
 LOGGERS = Registry("logger", locations=["avalanche_ext.loggers"])
 TRANSFORMS = Registry("transform", locations=["avalanche_ext.transforms"])
@@ -76,36 +77,6 @@ FALLBACKS: dict[int, list[Any]] = {
     id(LOSSES): [MMPRETRAIN_MODELS, "torch.nn"],
 }
 _LOCAL_PACKAGES = {id(MODELS): ["avalanche_ext.models"]}
-# Avalanche types that need another model family (or inputs a config cannot give): resolving one
-# fails with this reason instead of a traceback deep in training.
-NEEDS_OTHER_MODEL: dict[str, str] = {
-    "PNNStrategy": "a progressive neural network (PNN) model",
-    "AR1": "its own MobileNet with latent replay layers",
-    "ICaRL": "a separate feature extractor and NCM classifier",
-    "StreamingLDA": "a frozen feature extractor and an SLDA model",
-    "SCR": "a contrastive (projection-head) model",
-    "ER_AML": "a separate feature extractor",
-    "CoPE": "an embedding model with prototypes",
-    "CoPEPlugin": "an embedding model with prototypes",
-    "PackNet": "a PackNetModel",
-    "ExpertGateStrategy": "its own expert-gate model",
-    "LearningToPrompt": "a pretrained vision transformer",
-    "GenerativeReplay": "a generator model",
-    "GenerativeReplayPlugin": "a generator model",
-    "TrainGeneratorAfterExpPlugin": "a generator model",
-    "VAETraining": "a variational autoencoder",
-    "AETraining": "an autoencoder",
-    "CWRStar": "the name of a layer inside a fixed-size classifier",
-    "CWRStarPlugin": "the model object and a layer name",
-    "FeatureReplay": "a split model (frozen feature extractor + last layer)",
-    "LRSchedulerPlugin": "a built scheduler object (use cl_strategy.scheduler)",
-    "NCMOracle": "an NCM classifier",
-    "FeCAMOracle": "a FeCAM classifier",
-    "CurrentDataNCMUpdate": "an NCM classifier",
-    "MemoryNCMUpdate": "an NCM classifier",
-    "CurrentDataFeCAMUpdate": "a FeCAM classifier",
-    "MemoryFeCAMUpdate": "a FeCAM classifier",
-}
 
 
 def _ensure_imported(registry: Registry) -> None:
@@ -152,9 +123,10 @@ def resolve_type(registry: Registry, name: str, key: str = "type") -> Callable:
             obj = getattr(importlib.import_module(source), name, None)
             obj = obj if callable(obj) else None
         if obj is not None:
-            if name in NEEDS_OTHER_MODEL and not isinstance(source, Registry):
+            needs = None if isinstance(source, Registry) else declared(obj, "needs_other_model")
+            if needs:
                 raise ConfigError(
-                    f"{key}.type: {name} needs {NEEDS_OTHER_MODEL[name]}; it cannot run with "
+                    f"{key}.type: {name} needs {needs}; it cannot run with "
                     "MMClassifier models from a config"
                 )
             return obj

@@ -16,15 +16,23 @@ runtime = dict(
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 
 from avalanche_ext.errors import ConfigError
 
-__all__ = ["RuntimeOptions", "parse_runtime", "runtime_plugins"]
+__all__ = [
+    "RuntimeOptions",
+    "parse_runtime",
+    "resolve_device",
+    "runtime_plugins",
+    "seed_everything",
+]
 
 _AUTO_BOOL = ("auto", True, False)
 
@@ -131,3 +139,33 @@ def runtime_plugins(
         compile_model(model)
         say("torch.compile: backbone compiled in place")
     return plugins
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; asking for CUDA without it is a user error.
+
+    Raises:
+        ConfigError: CUDA requested but unavailable, or an unknown device string.
+    """
+    name = (device or "cpu").strip()
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"--device {name}: expected cpu, cuda or cuda:N ({err})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {name}: CUDA is not available on this machine; use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ConfigError(f"--device {name}: expected cpu, cuda or cuda:N")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python's, numpy's and torch's generators (torch seeds CUDA too)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

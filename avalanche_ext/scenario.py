@@ -19,13 +19,17 @@ from avalanche.benchmarks.utils.classification_dataset import (
 )
 from torch.utils.data import Dataset
 
+from avalanche_ext.errors import ConfigError
+
 __all__ = [
     "UNLABELED",
     "BuiltScenario",
     "IndexedUnlabeledDataset",
     "TensorImageDataset",
     "make_benchmark",
+    "known_view",
     "make_dataset",
+    "select_eval_streams",
     "stream_summary",
 ]
 
@@ -177,3 +181,34 @@ def stream_summary(stream) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def select_eval_streams(scenario: BuiltScenario, names: list | None) -> dict[str, Any]:
+    """The scenario's extra evaluation streams that ``eval_streams`` (a list of names; None: all)
+    asks for.
+
+    Raises:
+        ConfigError: an unknown name (the message lists the scenario's streams).
+    """
+    if names is None:
+        return dict(scenario.eval_streams)
+    if not isinstance(names, (list, tuple)):
+        raise ConfigError(f"eval_streams: expected a list of stream names, got {names!r}")
+    unknown = [n for n in names if n not in scenario.eval_streams]
+    if unknown:
+        raise ConfigError(
+            f"eval_streams: unknown stream {unknown[0]!r}; this scenario has "
+            f"{sorted(scenario.eval_streams) or 'none'}"
+        )
+    return {n: scenario.eval_streams[n] for n in names}
+
+
+def known_view(scenario: BuiltScenario) -> dict[str, Any]:
+    """The scenario facts training code may see: the known classes and their counts only."""
+    known = scenario.initial_num_classes or scenario.num_classes
+    counts = scenario.info.get("train_class_counts")
+    return {
+        "num_known": known,
+        "known_classes": list(range(known)),
+        "train_class_counts": None if counts is None else list(counts[:known]),
+    }

@@ -13,7 +13,13 @@ from avalanche.core import SupervisedPlugin
 
 from avalanche_ext.registry import SCHEDULERS, build, resolve_type
 
-__all__ = ["ExperienceLRScheduler", "LossEpochUpdater", "one_cycle_fits", "resolve_auto"]
+__all__ = [
+    "ExperienceLRScheduler",
+    "LossEpochUpdater",
+    "epochs_for",
+    "one_cycle_fits",
+    "resolve_auto",
+]
 
 _AUTO_KEYS = ("total_steps", "T_max", "total_iters", "epochs", "steps_per_epoch")
 
@@ -137,5 +143,15 @@ class LossEpochUpdater(SupervisedPlugin, supports_distributed=True):
     the annealed regulariser ramps up again (Sensoy et al. anneal over one training run).
     """
 
+    stateless = True  # the epoch comes from the strategy's clock, which the checkpointer saves
+
     def before_training_epoch(self, strategy, **kwargs):
         strategy._criterion.set_epoch(strategy.clock.train_exp_epochs)
+
+
+def epochs_for(plan: int | list | tuple, index: int) -> int:
+    """Epochs of experience ``index``: ``cl_strategy.train_epochs`` as an int, or a list (one per
+    experience, the last repeated: ``[6, 3]`` = 6 epochs for the base experience, 3 after)."""
+    if isinstance(plan, (list, tuple)):
+        return int(plan[min(index, len(plan) - 1)])
+    return int(plan)

@@ -1,7 +1,7 @@
 # The demo: class-incremental CIFAR-100, 80 classes then 20 new ones (the 80+20 split of
 # CIFAR100KnownNovelLT with labels shown and no long tail), CIFAR ResNet-14, Naive + LwF + a replay
 # buffer of 2,000 images, every Avalanche metric of the original demo, Text + Interactive loggers.
-# Sized for 10 minutes on the slower 2-core CPU kind (README: measured time and accuracy);
+# Sized for 10 minutes on a slow 2-core CPU (docs/demo.md: measured time and accuracy);
 # configs/demo_full.py is the GPU version.
 _base_ = [
     '_base_/models/resnet32_cifar.py',

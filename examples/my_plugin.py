@@ -33,6 +33,8 @@ class GradNormClipPlugin(SupervisedPlugin):
         norm_type (float): the p of the p-norm (``2.0``: Euclidean; ``inf`` works too).
     """
 
+    stateless = True  # nothing to checkpoint: the norms are reset at each experience
+
     def __init__(self, max_norm: float = 5.0, norm_type: float = 2.0) -> None:
         super().__init__()
         if max_norm <= 0:
@@ -65,10 +67,3 @@ class GradNormClipPlugin(SupervisedPlugin):
                     self, f"{name}/train_phase/Exp{exp:03d}", value, strategy.clock.train_iterations
                 )
             )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Nothing survives an experience: the norms are reset at the next one."""
-        return {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Nothing to restore (see :meth:`state_dict`)."""

@@ -417,6 +417,8 @@ class BatchedDataPlugin(SupervisedPlugin):
         log: called with the one-line choices (default: the ``logging`` module).
     """
 
+    stateless = True  # nothing to checkpoint: every iterator is rebuilt from the seed and the experience index
+
     def __init__(
         self,
         seed: int = 0,
@@ -476,10 +478,3 @@ class BatchedDataPlugin(SupervisedPlugin):
     def before_eval_exp(self, strategy: Any, **kwargs: Any) -> None:
         index = int(getattr(strategy.experience, "current_experience", 0))
         self._swap(strategy, "eval", mix_seed(self.seed, index, "eval"))
-
-    def state_dict(self) -> dict[str, Any]:
-        """Nothing to save: every iterator is rebuilt from the seed and the experience index."""
-        return {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Nothing to restore (see :meth:`state_dict`)."""

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from avalanche_ext.errors import ConfigError
+from avalanche_ext.paths import cache_root, source_checkout, user_data_dir
 
 __all__ = ["CIFAR100_MD5", "Cifar100", "cache_root", "find_cifar100", "load_cifar100"]
 
@@ -28,7 +29,7 @@ CIFAR100_MD5 = {
 }
 ARCHIVE_NAMES = ("cifar-100-python.tar.xz", "cifar-100-python.tar.gz")
 FOLDER = "cifar-100-python"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = source_checkout()  # None when installed: site-packages is never a data folder
 _MEMORY: dict[str, Cifar100] = {}
 
 
@@ -57,11 +58,6 @@ class Cifar100:
     coarse_names: list[str]
 
 
-def cache_root() -> Path:
-    """The project's cache folder: ``$AVALANCHE_EXT_CACHE`` or ``<repo>/.cache``."""
-    return Path(os.environ.get("AVALANCHE_EXT_CACHE", REPO_ROOT / ".cache"))
-
-
 def _candidates(root: str | os.PathLike | None) -> list[Path]:
     places = []
     if root:
@@ -69,7 +65,9 @@ def _candidates(root: str | os.PathLike | None) -> list[Path]:
     for var in ("AVALANCHE_EXT_DATA", "CIFAR100_ROOT"):
         if os.environ.get(var):
             places.append(Path(os.environ[var]))
-    places += [REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data", cache_root() / "data"]
+    if REPO_ROOT is not None:
+        places += [REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data"]
+    places += [user_data_dir(), cache_root() / "data"]
     return places
 
 
@@ -135,8 +133,8 @@ def _unpack(archive: Path) -> Path:
 def find_cifar100(root: str | os.PathLike | None = None) -> Path:
     """Returns an md5-checked ``cifar-100-python`` folder, unpacking a shipped archive once if needed.
 
-    Looks in ``root``, ``$AVALANCHE_EXT_DATA``, ``$CIFAR100_ROOT``, ``<repo>/data``,
-    ``<repo>/../shared/data`` and the cache, for either the unpacked folder or
+    Looks in ``root``, ``$AVALANCHE_EXT_DATA``, ``$CIFAR100_ROOT``, ``<repo>/data`` and
+    ``<repo>/../shared/data`` (a source checkout only), the user data folder and the cache, for either the unpacked folder or
     ``cifar-100-python.tar.xz`` / ``.tar.gz``; archives are unpacked into ``<cache>/data``. A cached
     copy whose md5 no longer matches (a damaged cache) is unpacked again from the archive, with a
     ``warning:`` line on stderr saying so.

@@ -42,7 +42,7 @@ def register_imbalance_profile(name: str) -> Callable[[Profile], Profile]:
 _SLACK = 1e-6
 
 
-def _floor_at_least_one(value: float) -> int:
+def _at_least_one(value: float) -> int:
     return max(1, math.floor(value + _SLACK))
 
 
@@ -54,7 +54,7 @@ def exp_profile(
     if num_classes == 1:
         return [n_max]
     return [
-        _floor_at_least_one(n_max * imbalance_ratio ** (c / (num_classes - 1)))
+        _at_least_one(n_max * imbalance_ratio ** (c / (num_classes - 1)))
         for c in range(num_classes)
     ]
 
@@ -65,7 +65,7 @@ def step_profile(
 ) -> list[int]:
     """Two levels: the first ``floor(mu * C)`` classes keep ``n_max``, the rest ``floor(n_max * rho)``."""
     num_head = math.floor(step_fraction * num_classes + _SLACK)
-    tail = _floor_at_least_one(n_max * imbalance_ratio)
+    tail = _at_least_one(n_max * imbalance_ratio)
     return [n_max] * num_head + [tail] * (num_classes - num_head)
 
 

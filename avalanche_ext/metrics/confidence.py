@@ -1,4 +1,6 @@
-"""Novelty scores computed from a classifier's logits, and the threshold that turns them into a gate.
+"""Novelty scores computed from a classifier's logits, the registry every novelty score joins
+(:func:`register_novelty_score`; the feature-space scores live in :mod:`avalanche_ext.novelty`),
+and the threshold that turns scores into a gate.
 
 Every score follows one convention: HIGHER = MORE LIKELY NOVEL (a sample of an unseen class).
 """
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,16 +17,57 @@ import torch
 from avalanche_ext.losses.evidential import dirichlet_uncertainty
 
 __all__ = [
-    "NOVELTY_SCORES",
-    "msp_score",
-    "entropy_score",
-    "energy_score",
-    "evidential_score",
-    "novelty_score",
+    "NOVELTY_SCORERS",
+    "NoveltyScorer",
     "calibrate_threshold",
+    "energy_score",
+    "entropy_score",
+    "evidential_score",
+    "msp_score",
+    "register_novelty_score",
 ]
 
 
+@dataclass(frozen=True)
+class NoveltyScorer:
+    """A registered score.
+
+    Args:
+        fn: the score function: ``fn(logits, temperature=T, **kwargs) -> [N]`` for a logit score,
+            ``fn(logits, features, stats, temperature=T, **kwargs) -> [N]`` for a feature score.
+        needs_features: True for feature-space scores (they need ``KnownClassStats``).
+        reference: the paper whose definition it follows.
+        transductive: the score of a sample depends on the other samples scored with it (it
+            clusters them); the gate then scores its held-out known samples in the same call.
+    """
+
+    fn: Callable[..., torch.Tensor]
+    needs_features: bool
+    reference: str
+    transductive: bool = False
+
+
+NOVELTY_SCORERS: dict[str, NoveltyScorer] = {}
+"""Score name -> :class:`NoveltyScorer` (the gate's ``score`` config key names one)."""
+
+
+def register_novelty_score(
+    name: str, needs_features: bool, reference: str, transductive: bool = False
+):
+    """Decorator registering ``fn`` under ``name`` in :data:`NOVELTY_SCORERS`."""
+
+    def wrap(fn):
+        if name in NOVELTY_SCORERS:
+            raise KeyError(f"novelty score {name!r} is already registered")
+        NOVELTY_SCORERS[name] = NoveltyScorer(fn, needs_features, reference, transductive)
+        return fn
+
+    return wrap
+
+
+@register_novelty_score(
+    "msp", needs_features=False, reference="Hendrycks & Gimpel, ICLR 2017 (1 - max softmax)"
+)
 def msp_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``1 - max_j softmax(logits / T)_j`` (Hendrycks & Gimpel 2017, negated): in ``[0, 1 - 1/K]``.
 
@@ -37,6 +81,7 @@ def msp_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return 1.0 - torch.softmax(logits / temperature, dim=1).amax(1)
 
 
+@register_novelty_score("entropy", needs_features=False, reference="softmax entropy")
 def entropy_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Shannon entropy (nats) of ``softmax(logits / T)``: in ``[0, log K]``.
 
@@ -51,6 +96,9 @@ def entropy_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
     return -(log_p.exp() * log_p).sum(1)
 
 
+@register_novelty_score(
+    "energy", needs_features=False, reference="Liu et al., NeurIPS 2020 (free energy)"
+)
 def energy_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Free energy ``-T * logsumexp(logits / T)`` (Liu et al. 2020): known samples have lower energy.
 
@@ -64,6 +112,11 @@ def energy_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
     return -temperature * torch.logsumexp(logits / temperature, dim=1)
 
 
+@register_novelty_score(
+    "evidential",
+    needs_features=False,
+    reference="Sensoy et al., NeurIPS 2018 (Dirichlet uncertainty)",
+)
 def evidential_score(
     logits: torch.Tensor, temperature: float = 1.0, evidence: str = "softplus"
 ) -> torch.Tensor:
@@ -79,44 +132,6 @@ def evidential_score(
     """
     del temperature
     return dirichlet_uncertainty(logits, evidence=evidence)
-
-
-NOVELTY_SCORES: dict[str, Callable[..., torch.Tensor]] = {
-    "msp": msp_score,
-    "entropy": entropy_score,
-    "energy": energy_score,
-    "evidential": evidential_score,
-}
-
-
-def novelty_score(
-    logits: torch.Tensor, method: str = "msp", temperature: float = 1.0, **kwargs
-) -> torch.Tensor:
-    """Scores each row of ``logits`` with the named method; higher = more likely novel.
-
-    Args:
-        logits (Tensor): ``[N, K]`` classifier outputs (gradients are not tracked).
-        method (str): a key of :data:`NOVELTY_SCORES` (``'msp'``, ``'entropy'``, ``'energy'``,
-            ``'evidential'``).
-        temperature (float): temperature ``T > 0`` (ignored by ``'evidential'``).
-        **kwargs: extra arguments of the method (``evidence=`` for ``'evidential'``).
-
-    Returns:
-        Tensor: ``[N]`` float scores.
-
-    Raises:
-        ValueError: unknown method, non-positive temperature or logits not ``[N, K]``.
-    """
-    if method not in NOVELTY_SCORES:
-        raise ValueError(
-            f"unknown novelty score {method!r}; choose one of {sorted(NOVELTY_SCORES)}"
-        )
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if logits.dim() != 2:
-        raise ValueError(f"expected [N, K] logits, got shape {tuple(logits.shape)}")
-    with torch.no_grad():
-        return NOVELTY_SCORES[method](logits.float(), temperature=temperature, **kwargs)
 
 
 def calibrate_threshold(

@@ -33,7 +33,7 @@ SEED_KEYS: dict[str, tuple[str, ...]] = {
 
 SEED_DIFFERENCES: dict[str, tuple[str, str]] = {
     "hm_gain": ("hm", "floor_hm"),
-    "all_acc_gain_over_floor": ("all_acc", "floor_all_acc"),
+    "all_acc_gain": ("all_acc", "floor_all_acc"),
     "old_acc_drop": ("floor_old_acc", "old_acc"),
 }
 """Row name -> ``(a, b)``: ``a - b`` per run (paired by seed, so the base model's seed-to-seed

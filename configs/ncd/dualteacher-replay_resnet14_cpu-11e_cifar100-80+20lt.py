@@ -1,7 +1,7 @@
-# The flagship CPU discovery run (issue 8): the full real 80+20 stream of CIFAR100KnownNovelLT
+# The flagship CPU discovery run: the full real 80+20 stream of CIFAR100KnownNovelLT
 # (80 known classes with a step long tail: 40 x 468 + 40 x 46 images; then one unlabeled discovery
 # experience of the 20 novel classes' 10,000 images + 2,500 held-back known ones), in at most
-# 15 minutes on the slower 2-core machine kind. Measured numbers: benchmarks/RESULTS.md.
+# 15 minutes on a slow 2-core CPU. Measured numbers: benchmarks/RESULTS.md.
 #
 # Base phase (11 epochs): CIFAR ResNet-14 (1.4x the images/s of ResNet-20 on these CPUs: 11 epochs
 # in the time of 8, known accuracy 0.421 vs 0.364), one-cycle SGD, logit-adjusted CE + label smoothing.
@@ -19,7 +19,7 @@ _base_ = [
 ]
 
 model = dict(backbone=dict(depth=14), head=dict(num_classes=80))  # grows to 80 + k
-# The step tail of the issue's plain baseline: 40 head classes x 468 images, 40 tail x 46 (rho 0.1).
+# The step tail of the plain baseline (benchmarks/ncd_plain_baseline.py): 40 head classes x 468 images, 40 tail x 46 (rho 0.1).
 scenario = dict(imbalance_type='step', imbalance_ratio=0.1, step_fraction=0.5)
 cl_strategy = dict(
     train_mb_size=128,

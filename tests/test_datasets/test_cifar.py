@@ -92,3 +92,31 @@ def test_archive_failing_md5_is_one_error_naming_it(tmp_path, monkeypatch):
     assert str(err.value).startswith(f"{data / 'cifar-100-python.tar.gz'}: its 'train' fails")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "cache" / "data" / "cifar-100-python").exists()
+
+
+def test_an_installed_package_looks_in_user_folders_never_beside_itself(tmp_path, monkeypatch):
+    """Installed (no source checkout), data comes from $AVALANCHE_EXT_DATA or the user's data
+    folder, and the cache is the user's cache folder: nothing under site-packages."""
+    monkeypatch.setattr(cifar, "REPO_ROOT", None)
+    monkeypatch.setattr(cifar, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setenv("AVALANCHE_EXT_DATA", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    monkeypatch.delenv("CIFAR100_ROOT", raising=False)
+    places = cifar._candidates(None)
+    assert places == [
+        tmp_path / "mine",
+        tmp_path / "share" / "avalanche-ext",
+        tmp_path / "cache" / "data",
+    ]
+
+
+def test_the_cache_follows_the_environment_then_the_checkout_then_the_user(tmp_path, monkeypatch):
+    from avalanche_ext import paths  # noqa: PLC0415
+
+    monkeypatch.setenv("AVALANCHE_EXT_CACHE", str(tmp_path / "c"))
+    assert paths.cache_root() == tmp_path / "c"
+    monkeypatch.delenv("AVALANCHE_EXT_CACHE")
+    assert paths.cache_root() == paths.source_checkout() / ".cache"  # this is a checkout
+    monkeypatch.setattr(paths, "source_checkout", lambda: None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.cache_root() == tmp_path / "xdg" / "avalanche-ext"

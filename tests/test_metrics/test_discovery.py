@@ -101,7 +101,7 @@ def test_hand_computed_summary():
     json.dumps(out, allow_nan=False)
 
 
-def test_floor_is_scored_under_every_convention_with_the_same_mapping():
+def test_the_no_discovery_baseline_is_scored_under_every_convention_with_one_mapping():
     floor = [0, 1, 1, 1, 0, 1, 1, 0]  # the base model: old ids only
     out = discovery_summary(Y_ALL, P_ALL, [0, 1], [ENTRY], floor={"predictions": floor})
     assert out["floor"]["frost_task_agnostic"] == {
@@ -121,7 +121,7 @@ def test_floor_is_scored_under_every_convention_with_the_same_mapping():
     assert set(out["floor"]) == set(CONVENTIONS)
 
 
-def test_task_aware_floor_and_routing_need_grown_new_columns():
+def test_task_aware_scores_of_the_base_model_and_routing_need_grown_new_columns():
     floor = [0, 1, 1, 1, 0, 1, 1, 0]
     width2 = logits_of(floor, width=6)[:, :2]  # the base model: two (old) columns only
     out = discovery_summary(

@@ -18,7 +18,7 @@ from avalanche_ext.metrics.discovery import (
     permutation_chance,
 )
 from avalanche_ext.ncd_state import MASKED_LOGIT
-from avalanche_ext.runner import _without_foreign_forgetting
+from avalanche_ext.run_results import without_foreign_forgetting
 
 KNOWN = 4  # classes 0..3 known, 4..7 novel
 
@@ -134,7 +134,7 @@ def test_forgetting_of_the_extra_eval_streams_is_dropped():
         "ExperienceForgetting/eval_phase/test_stream/Task000/Exp000": 0.2,
         "ExperienceForgetting/eval_phase/all_test_stream/Task000/Exp000": 0.9,
     }
-    kept = _without_foreign_forgetting(metrics, "test")
+    kept = without_foreign_forgetting(metrics, "test")
     assert kept == {
         "Top1_Acc_Stream/eval_phase/test_stream/Task000": 0.5,
         "Top1_Acc_Stream/eval_phase/known_test_stream/Task000": 0.6,

@@ -23,15 +23,15 @@ def test_mean_std_and_the_gain_paired_by_seed():
     assert out["seeds"] == [0, 1]
     assert out["all_acc"]["mean"] == pytest.approx(0.36)
     assert out["all_acc"]["std"] == pytest.approx(0.0707107, abs=1e-6)
-    gain = out["all_acc_gain_over_floor"]
+    gain = out["all_acc_gain"]
     assert gain["values"] == pytest.approx([0.01, 0.01]) and gain["std"] == pytest.approx(0.0)
     assert out["old_acc_drop"]["values"] == pytest.approx([0.02, 0.03])
     text = seeds_markdown(out)
-    assert "| all_acc_gain_over_floor | 0.0100 | 0.0000 | 0.0100, 0.0100 |" in text
+    assert "| all_acc_gain | 0.0100 | 0.0000 | 0.0100, 0.0100 |" in text
 
 
 def test_rows_without_values_are_left_out_and_one_run_has_no_std():
     out = aggregate_seeds([{"seed": 3, "final": {"stream_accuracy": 0.5}}])
     assert out["final_accuracy"] == {"mean": 0.5, "std": None, "values": [0.5], "n": 1}
-    assert "all_acc_gain_over_floor" not in out and "all_acc" not in out
+    assert "all_acc_gain" not in out and "all_acc" not in out
     assert "| final_accuracy | 0.5000 |  | 0.5000 |" in seeds_markdown(out)

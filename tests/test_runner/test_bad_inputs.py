@@ -243,10 +243,10 @@ CASES = [
         "leaf:cl_strategy = dict(plugins=[dict(type='EWCPlugin', ewc_lambda=1)])::--resume {run}",
         "EWCPlugin",
     ),
-    (  # plugin states are keyed by position: another list would restart the LR scheduler
-        "resume-other-plugin-list",
-        "leaf:cl_strategy = dict(plugins=[dict(type='TestTimeFlipPlugin')])::--resume {run}",
-        "was made with plugins []",
+    (  # a stateful plugin the checkpointed run did not have would silently start fresh
+        "resume-stateful-plugin-added",
+        "leaf:cl_strategy = dict(plugins=[dict(type='ReplayPlugin', mem_size=4)])::--resume {run}",
+        "plugin ReplayPlugin keeps state and the checkpoint holds none for it",
     ),
     (
         "resume-stateful-strategy",

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from avalanche_ext.checkpointer import differs
 from avalanche_ext.config import load_config
 from avalanche_ext.registry import PLUGINS
 from avalanche_ext.runner import make_run_dir, run
-from avalanche_ext.safety import Interrupted, differs
+from avalanche_ext.signals import Interrupted
 from tests.conftest import REPO, SYNTHETIC_CONFIG
 
 LEAF = """_base_ = [{base!r}]

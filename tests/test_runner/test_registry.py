@@ -47,14 +47,14 @@ def test_library_types_resolve(registry, name, module):
 @pytest.mark.parametrize(
     ("registry", "name", "module"),
     [
-        (PLUGINS, "LwFPlugin", "strategies.lwf"),
+        (PLUGINS, "LwFPlugin", "avalanche_ext.plugins.lwf"),
         (LOGGERS, "TextLogger", "avalanche_ext.loggers"),
         (TRANSFORMS, "ToTensor", "avalanche_ext.transforms"),
         (MODELS, "CifarResNet", "avalanche_ext.models"),
         (MODELS, "MMClassifier", "avalanche_ext.models"),
-        (SCENARIOS, "SyntheticStream", "scenarios.synthetic"),
-        (SCENARIOS, "CIFAR100KnownNovelLT", "scenarios.cifar100_known_novel"),
-        (SCENARIOS, "CLEAR", "scenarios.clear"),
+        (SCENARIOS, "SyntheticStream", "avalanche_ext.scenarios.synthetic"),
+        (SCENARIOS, "CIFAR100KnownNovelLT", "avalanche_ext.scenarios.cifar100_known_novel"),
+        (SCENARIOS, "CLEAR", "avalanche_ext.scenarios.clear"),
         (LOSSES, "EvidentialLoss", "avalanche_ext.losses"),
         # mmpretrain's, wrapped: it asserted its first call's class count (tests/test_losses)
         (LOSSES, "LabelSmoothLoss", "avalanche_ext.losses"),

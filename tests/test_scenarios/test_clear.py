@@ -16,9 +16,10 @@ import torch
 from PIL import Image
 
 from avalanche_ext.builders import build_scenario
+from avalanche_ext.datasets.clear_layout import CLEAR_DATA_NAMES, iid_split, read_clear_tree
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.transforms import ToTensor
-from scenarios.clear import CLEAR_DATA_NAMES, build_clear, iid_split, plan_clear, read_clear_tree
+from scenarios.clear import build_clear, plan_clear
 from tools.clear_dataset import get_fewshot_indices
 from tools.make_clear_tree import make_clear_tree
 

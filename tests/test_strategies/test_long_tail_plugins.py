@@ -22,6 +22,7 @@ from avalanche_ext.decoupled import fit_classifier_rows, fit_weight_scales, tau_
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.losses.long_tail import LDAMLoss, effective_number_weights
 from avalanche_ext.lr_warmup import WarmupMultiStepLR, warmup_multistep_factor
+from avalanche_ext.ncd_state import DiscoveryState
 from avalanche_ext.sampling import (
     class_sampling_probabilities,
     deferred_epoch,
@@ -148,10 +149,10 @@ def test_class_counts_follow_the_classes_seen_and_reach_the_loss():
     strategy = build_strategy(cfg, nn.Linear(4, 4), EvaluationPlugin(loggers=[]), "cpu", plugins=[])
     assert isinstance(strategy.plugins[0], ClassCountPlugin)
     strategy.train(bench.train_stream[0])
-    assert strategy.class_counts.tolist() == [30, 10]
+    assert strategy.ncd.class_counts.tolist() == [30, 10]
     assert strategy._criterion.class_counts.tolist() == [30, 10]
     strategy.train(bench.train_stream[1])
-    assert strategy.class_counts.tolist() == [30, 10, 5, 2]
+    assert strategy.ncd.class_counts.tolist() == [30, 10, 5, 2]
     state = strategy.plugins[0].state_dict()
     fresh = ClassCountPlugin()
     fresh.load_state_dict(state)
@@ -174,7 +175,7 @@ def fake(epoch: int, epochs: int, counts, criterion):
     return SimpleNamespace(
         clock=SimpleNamespace(train_exp_epochs=epoch),
         train_epochs=epochs,
-        class_counts=torch.tensor(counts),
+        ncd=DiscoveryState(class_counts=torch.tensor(counts)),
         _criterion=criterion,
     )
 
@@ -205,7 +206,9 @@ def test_drw_sets_mmpretrain_cross_entropy_weights():
 
 def test_posthoc_adjustment_changes_eval_outputs_only():
     plugin = PosthocLogitAdjustmentPlugin(tau=1.0)
-    strategy = SimpleNamespace(mb_output=torch.zeros(1, 2), class_counts=torch.tensor([1, 3]))
+    strategy = SimpleNamespace(
+        mb_output=torch.zeros(1, 2), ncd=DiscoveryState(class_counts=torch.tensor([1, 3]))
+    )
     plugin.after_eval_forward(strategy)
     assert strategy.mb_output.flatten().tolist() == pytest.approx([math.log(4), -math.log(0.75)])
 
@@ -278,7 +281,7 @@ def test_long_tail_methods_run_through_the_runner(synthetic_cfg, tmp_path):
     results = run(cfg, work_dir=str(tmp_path / "run"))
     assert len(results["experiences"]) == 3
     ckpt = torch.load(tmp_path / "run" / "latest" / "checkpoints" / "latest.pth", weights_only=True)
-    counts = ckpt["plugins"]["0:ClassCountPlugin"]["per_experience"]
+    counts = ckpt["plugins"]["ClassCountPlugin"]["per_experience"]
     assert [c.tolist() for _, c in sorted(counts.items())] == [
         [24, 24],
         [0, 0, 24, 24],

@@ -20,11 +20,19 @@ from avalanche.training.supervised import Naive
 from torch import nn
 
 from avalanche_ext.ncd_state import MASKED_LOGIT, DiscoveryState
-from avalanche_ext.plugin_helpers import frozen_copy, same_weights
+from avalanche_ext.plugin_helpers import frozen_copy
 from avalanche_ext.registry import PLUGINS
 from strategies.lwf import LwFPlugin, trained_columns
 
 LN3 = math.log(3.0)
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models have identical state dicts (same keys, shapes and values)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa
+    )
 
 
 def linear(weights: list[float]) -> nn.Linear:

@@ -96,7 +96,7 @@ def test_demo_shaped_run_resumed_after_experience_1_matches(tmp_path):
     src = Path(full["run_dir"]) / "checkpoints"
     shutil.copy(src / "experience_1.pth", killed / "checkpoints" / "latest.pth")
     payload = torch.load(killed / "checkpoints" / "latest.pth", weights_only=True)
-    memory = payload["plugins"]["0:ReplayPlugin"]
+    memory = payload["plugins"]["ReplayPlugin"]
     assert sum(len(g["idx"]) for g in memory["groups"].values()) == 12
     resumed = run(
         load_config(SYNTHETIC_CONFIG, DEMO_SHAPED), work_dir=str(killed.parent), resume=True

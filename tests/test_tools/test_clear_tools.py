@@ -14,9 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
+from avalanche_ext.datasets.clear_layout import read_clear_tree
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.transforms import ToTensor
-from scenarios.clear import build_clear, plan_clear, read_clear_tree
+from scenarios.clear import build_clear, plan_clear
 from tools import clear_dataset
 from tools import make_clear_tree as make_clear_tree_cli
 from tools.clear_dataset import create_dataset, get_pretrained_features

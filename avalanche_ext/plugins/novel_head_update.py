@@ -5,6 +5,7 @@ refreshed at every step (in the spirit of UNO and FRoST, sized for an update of 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from avalanche_ext.ncd_state import discovery_state
 from avalanche_ext.plugin_helpers import is_discovery_experience
 from avalanche_ext.registry import PLUGINS
 
-__all__ = ["NovelHeadUpdatePlugin", "cluster_prototypes", "freeze_except"]
+__all__ = ["NovelHeadUpdatePlugin", "cluster_prototypes", "freeze_except", "last_stage"]
 
 
 def cluster_prototypes(features: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -42,9 +43,24 @@ def cluster_prototypes(features: torch.Tensor, labels: torch.Tensor, k: int) -> 
     return F.normalize(means, dim=1)
 
 
+def last_stage(model: nn.Module) -> str:
+    """Name prefix of the backbone's last residual stage (``backbone.layer3`` of a CIFAR ResNet,
+    ``backbone.layer4`` of a ResNet-18), found from the parameter names."""
+    stages = {
+        int(match.group(1))
+        for name, _ in model.named_parameters()
+        if (match := re.match(r"backbone\.layer(\d+)\.", name))
+    }
+    if not stages:
+        raise ValueError("trainable: 'last_stage' needs a backbone with layer1, layer2, ... stages")
+    return f"backbone.layer{max(stages)}."
+
+
 def freeze_except(model: nn.Module, trainable: tuple[str, ...]) -> list[nn.Parameter]:
     """Sets ``requires_grad=False`` on every parameter whose name starts with none of
-    ``trainable`` (and that trains now); returns them, to unfreeze later."""
+    ``trainable`` (and that trains now); returns them, to unfreeze later. ``'last_stage'`` stands
+    for :func:`last_stage`."""
+    trainable = tuple(last_stage(model) if t == "last_stage" else t for t in trainable)
     frozen = []
     for name, param in model.named_parameters():
         if param.requires_grad and not name.startswith(trainable):
@@ -88,7 +104,8 @@ class NovelHeadUpdatePlugin(SupervisedPlugin, supports_distributed=False):
             (SwAV's queue; a minibatch alone is rarely class-balanced).
         refresh_labels (bool): replace the clustering's fixed labels by the novel head's online
             ones (False: the k-means labels stay, only the representation learns).
-        trainable (list[str]): parameter-name prefixes that train during the update.
+        trainable (list[str]): parameter-name prefixes that train during the update;
+            ``'last_stage'`` = the backbone's last residual stage.
         head_lr (float): learning rate of the novel head's own SGD optimiser.
         seed (int | None): seed of the second view's augmentation (None: the run's seed).
     """
@@ -102,7 +119,7 @@ class NovelHeadUpdatePlugin(SupervisedPlugin, supports_distributed=False):
         sinkhorn_epsilon: float = 0.05,
         queue_size: int = 2048,
         refresh_labels: bool = True,
-        trainable: list[str] | tuple[str, ...] = ("backbone.layer3", "head"),
+        trainable: list[str] | tuple[str, ...] = ("last_stage", "head"),
         head_lr: float = 0.05,
         seed: int | None = None,
     ) -> None:

@@ -36,6 +36,8 @@ class ResamplingPlugin(SupervisedPlugin):
         seed: seed of the draws (each epoch of each experience draws differently).
     """
 
+    stateless = True  # nothing to checkpoint: the draws depend only on the seed, the experience and the epoch
+
     def __init__(self, mode: str = "class_balanced", start_epoch: int | float = 0, seed: int = 0):
         super().__init__()
         if mode not in SAMPLING_SCHEMES:
@@ -70,10 +72,3 @@ class ResamplingPlugin(SupervisedPlugin):
             len(dataset),
             seed,
         )
-
-    def state_dict(self) -> dict:
-        """Stateless: the draws depend only on the seed, the experience and the epoch."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None

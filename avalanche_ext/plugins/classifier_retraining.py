@@ -30,6 +30,10 @@ class ClassifierRetrainingPlugin(SupervisedPlugin):
         seed: seed of the re-initialisation and of the draws.
     """
 
+    stateless = (
+        True  # nothing to checkpoint: the re-trained classifier is part of the model's weights
+    )
+
     def __init__(
         self,
         epochs: int = 10,
@@ -65,10 +69,3 @@ class ClassifierRetrainingPlugin(SupervisedPlugin):
             reinit_std=0.01 if self.reinit else None,
             seed=self.seed + int(strategy.clock.train_exp_counter),
         )
-
-    def state_dict(self) -> dict:
-        """Stateless: the re-trained classifier is part of the model's weights."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None

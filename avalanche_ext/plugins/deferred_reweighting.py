@@ -10,6 +10,7 @@ from avalanche.core import SupervisedPlugin
 
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.losses.long_tail import effective_number_weights
+from avalanche_ext.ncd_state import discovery_state
 from avalanche_ext.registry import PLUGINS
 from avalanche_ext.sampling import deferred_epoch
 
@@ -22,7 +23,7 @@ class DRWPlugin(SupervisedPlugin):
 
     Before the switch the loss is unweighted (the features learn from every sample equally);
     from it on, class ``c`` weighs ``(1 - beta) / (1 - beta ** n_c)`` (normalised to sum to the
-    number of classes), with ``n_c`` the counts of the classes seen so far (``strategy.class_counts``).
+    number of classes), with ``n_c`` the counts of the classes seen so far (``strategy.ncd.class_counts``).
     Each experience starts unweighted again.
 
     Args:
@@ -31,6 +32,8 @@ class DRWPlugin(SupervisedPlugin):
             with ``start_epoch=160`` would never switch).
         beta: effective-number hyper-parameter (0.9999).
     """
+
+    stateless = True  # nothing to checkpoint: the weights follow from the epoch and the counts
 
     needs_class_counts = True
 
@@ -49,16 +52,13 @@ class DRWPlugin(SupervisedPlugin):
     def before_training_epoch(self, strategy, **kwargs):
         epoch = int(strategy.clock.train_exp_epochs)
         on = epoch >= deferred_epoch(self.start_epoch, int(strategy.train_epochs))
-        weights = effective_number_weights(strategy.class_counts, self.beta) if on else None
+        weights = (
+            effective_number_weights(discovery_state(strategy).class_counts, self.beta)
+            if on
+            else None
+        )
         _set_weight(strategy._criterion, weights)
         self.active = on
-
-    def state_dict(self) -> dict:
-        """Stateless: the weights follow from the epoch and the counts."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None
 
 
 def _set_weight(criterion, weights) -> None:

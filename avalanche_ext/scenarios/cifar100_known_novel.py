@@ -17,7 +17,7 @@ from avalanche_ext.datasets.long_tail import long_tail_counts
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.registry import SCENARIOS
 from avalanche_ext.scenario import BuiltScenario
-from scenarios._cifar_common import (
+from avalanche_ext.scenarios._cifar_common import (
     check_cap,
     check_seed,
     discovery_known_counts,

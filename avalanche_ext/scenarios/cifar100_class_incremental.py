@@ -13,7 +13,7 @@ import torch
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.registry import SCENARIOS
 from avalanche_ext.scenario import BuiltScenario, make_benchmark
-from scenarios._cifar_common import (
+from avalanche_ext.scenarios._cifar_common import (
     CLASS_ORDERS,
     check_cap,
     check_seed,

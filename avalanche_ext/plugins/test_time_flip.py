@@ -23,6 +23,8 @@ class TestTimeFlipPlugin(SupervisedPlugin, supports_distributed=True):
     the averaged logits. Training is untouched.
     """
 
+    stateless = True  # nothing to checkpoint: a resumed run may add or drop it
+
     def after_eval_forward(self, strategy: Any, **kwargs: Any) -> None:
         x = strategy.mb_x
         if not torch.is_tensor(x) or x.dim() != 4:

@@ -24,6 +24,8 @@ class LWSPlugin(SupervisedPlugin):
         seed: seed of the draws.
     """
 
+    stateless = True  # nothing to checkpoint: the learned scales are part of the model's weights
+
     def __init__(self, epochs: int = 10, lr: float = 0.1, batch_size: int = 128, seed: int = 0):
         super().__init__()
         self.epochs = epochs
@@ -47,9 +49,3 @@ class LWSPlugin(SupervisedPlugin):
             batch_size=self.batch_size,
             seed=self.seed + int(strategy.clock.train_exp_counter),
         ).cpu()
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None

@@ -25,6 +25,8 @@ class TauNormalizationPlugin(SupervisedPlugin):
         keep_bias: keep the bias instead of zeroing it.
     """
 
+    stateless = True  # nothing to checkpoint: the normalisation is applied to the model's weights
+
     def __init__(self, tau: float = 1.0, keep_bias: bool = False):
         super().__init__()
         self.tau = tau
@@ -36,9 +38,3 @@ class TauNormalizationPlugin(SupervisedPlugin):
         layer.weight.copy_(tau_normalize(layer.weight, self.tau))
         if layer.bias is not None and not self.keep_bias:
             layer.bias.zero_()
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None

@@ -304,7 +304,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         for the new classes: the experience's own targets are all unlabeled, so the automatic
         class counts know only the old classes."""
         setter = getattr(getattr(strategy, "_criterion", None), "set_class_counts", None)
-        old = getattr(strategy, "class_counts", None)
+        old = state.class_counts
         if not callable(setter) or old is None or state.pseudo_labels is None:
             return
         labels = state.pseudo_labels[state.pseudo_labels >= 0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from avalanche.core import SupervisedPlugin
 
 from avalanche_ext.losses.long_tail import posthoc_logit_adjustment
+from avalanche_ext.ncd_state import discovery_state
 from avalanche_ext.registry import PLUGINS
 
 __all__ = ["PosthocLogitAdjustmentPlugin"]
@@ -22,6 +23,8 @@ class PosthocLogitAdjustmentPlugin(SupervisedPlugin):
         tau: adjustment strength (1.0; 0 leaves the logits alone).
     """
 
+    stateless = True  # nothing to checkpoint: the adjustment follows from the class counts
+
     needs_class_counts = True
 
     def __init__(self, tau: float = 1.0):
@@ -29,13 +32,7 @@ class PosthocLogitAdjustmentPlugin(SupervisedPlugin):
         self.tau = tau
 
     def after_eval_forward(self, strategy, **kwargs):
-        counts = getattr(strategy, "class_counts", None)
+        counts = discovery_state(strategy).class_counts
         if counts is None or self.tau == 0:
             return  # evaluated before any training: no prior yet
         strategy.mb_output = posthoc_logit_adjustment(strategy.mb_output, counts, self.tau)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None

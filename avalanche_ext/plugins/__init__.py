@@ -1,0 +1,2 @@
+"""Continual-learning plugins (hooks added to any strategy), one per module; each registers itself
+in PLUGINS."""

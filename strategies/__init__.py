@@ -1,1 +1,0 @@
-"""Continual-learning plugins and strategies, one per module; each registers itself in PLUGINS."""
