@@ -911,6 +911,7 @@ def _restore_mid(mid: dict, start_plugins: dict, exp: Experiment, strategy, eval
 
 
 def _finalize(results, exp, strategy, records, evaluator, discovery_log, run_dir, cfg, t_start):
+    from avalanche_ext.plugin_helpers import plugin_results  # noqa: PLC0415
     from avalanche_ext.report import summarize, write_report  # noqa: PLC0415
 
     scenario = exp.scenario
@@ -958,6 +959,7 @@ def _finalize(results, exp, strategy, records, evaluator, discovery_log, run_dir
         "device": str(exp.device),
     }
     results["long_tail_config"] = dict(cfg.get("long_tail", {}) or {})
+    results.update(plugin_results(strategy))
     summarize(results)
     results["artifacts"] = {}
     results["status"] = "completed"
