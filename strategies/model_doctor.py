@@ -82,6 +82,8 @@ class ModelDoctorPlugin(SupervisedPlugin):
     """
 
     needs_class_counts = True
+    # The run's probe calls before_training on copies: a bad layer or class id fails before any write.
+    probe_experience_hooks = ("before_training",)
 
     def __init__(
         self,
@@ -130,7 +132,10 @@ class ModelDoctorPlugin(SupervisedPlugin):
         self.last_losses: list[float] = []
 
     def before_training(self, strategy, **kwargs):
-        resolve_layers(strategy.model, self.layers, f"{_KEY}.layers")  # fail before training
+        resolve_layers(strategy.model, self.layers, f"{_KEY}.layers")
+        known = (getattr(strategy, "scenario_info", None) or {}).get("num_known")
+        if known and not isinstance(self.classes, str):
+            self.constrained_class_ids(int(known), None)  # ids beyond the scenario's classes
 
     def constrained_class_ids(self, num_classes: int, counts: torch.Tensor | None) -> list[int]:
         """The classes whose irrelevant channels are suppressed."""
