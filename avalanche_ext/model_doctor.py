@@ -179,6 +179,13 @@ def _constraint(
     return sum(channel_constraint_loss(g, y, masks[n], mode) for n, g in zip(names, grads))
 
 
+def _step(optimizer: torch.optim.Optimizer, schedule, loss: torch.Tensor) -> None:
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+
+
 def constrained_finetune(
     model: nn.Module,
     epoch_batches: Callable[[int], Batches],
@@ -232,10 +239,7 @@ def constrained_finetune(
                 loss = criterion(logits, y)
                 if loss_scale > 0:
                     loss = loss + loss_scale * _constraint(logits, y, outs, masks, constraint, True)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+                _step(optimizer, schedule, loss)
                 total, seen = total + float(loss.detach()) * len(y), seen + len(y)
             history.append(total / max(seen, 1))
     finally:

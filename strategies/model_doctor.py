@@ -69,7 +69,8 @@ class ModelDoctorPlugin(SupervisedPlugin):
         classes: the constrained classes: ``'all'``, ``'tail'`` (the ``tail_fraction`` of classes
             with the fewest training images) or a list of class ids.
         tail_fraction: share of classes that ``'tail'`` takes.
-        loss_scale: weight of the channel loss, >= 0 (the document: 1 for VGG-16, 10 for ResNet-50).
+        loss_scale: weight of the channel loss, >= 0 (the document's value for ResNet-50, 10, by
+            default; it used 1 for VGG-16; 0 turns the constraint off).
         constraint: ``'abs'`` (suppress |gradient|) or ``'positive'`` (positive gradients only).
         noise_std: Gaussian noise on the constrained layers' outputs while fine-tuning, in standard
             deviations of the output (0: off; the document found noise can stall training).
@@ -94,7 +95,7 @@ class ModelDoctorPlugin(SupervisedPlugin):
         max_images_per_class: int | None = None,
         classes: str | list[int] = "all",
         tail_fraction: float = 0.2,
-        loss_scale: float = 1.0,
+        loss_scale: float = 10.0,
         constraint: str = "abs",
         noise_std: float = 0.0,
         epochs: int = 10,

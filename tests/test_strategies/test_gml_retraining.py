@@ -13,13 +13,7 @@ from avalanche_ext.decoupled import fit_classifier_rows
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.losses.gml import gml_ensemble_logits, gml_loss
 from strategies.gml_retraining import GMLRetrainingPlugin
-
-
-def blobs(counts: dict[int, int], seed: int = 0):
-    gen = torch.Generator().manual_seed(seed)
-    centres = torch.tensor([[4.0, 0.0], [0.0, 4.0], [-4.0, 0.0], [0.0, -4.0]])
-    ys = torch.cat([torch.full((n,), c, dtype=torch.long) for c, n in counts.items()])
-    return centres[ys] + 0.7 * torch.randn(len(ys), 2, generator=gen), ys
+from tests.test_strategies.test_long_tail_plugins import blobs
 
 
 def test_gml_retraining_learns_the_rare_classes_and_leaves_absent_rows():
