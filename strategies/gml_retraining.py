@@ -26,8 +26,8 @@ class GMLRetrainingPlugin(SupervisedPlugin):
     The experience's training images go once through the frozen backbone (eval transform); the
     classifier rows of its classes are re-trained for ``epochs`` epochs with the GML loss
     (:func:`avalanche_ext.losses.gml.gml_loss`) on class-balanced batches (SGD, momentum 0.9,
-    cosine rate), starting from the trained rows (``reinit=False``, the paper re-trains the
-    existing classifier) or from a fresh initialisation. With ``ensemble=True`` the classifier as
+    cosine rate), starting from the trained rows (``reinit=False``, the default: the plug-in keeps
+    what the trained model learned) or from a fresh initialisation. With ``ensemble=True`` the classifier as
     it was before re-training is kept and every evaluation logit becomes
     ``log((softmax(z_new / t_new) + softmax(z_old / t_old)) / 2)``.
 

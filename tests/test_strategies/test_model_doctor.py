@@ -201,3 +201,30 @@ def test_end_to_end_sifts_on_training_images_only_and_keeps_the_masks(
     ckpt = torch.load(tmp_path / "run" / "latest" / "checkpoints" / "latest.pth", weights_only=True)
     state = next(v for k, v in ckpt["plugins"].items() if k.endswith("ModelDoctorPlugin"))
     assert state["masks"]["backbone.layer3"].int().tolist() == masks
+
+
+@pytest.mark.slow
+def test_class_balanced_fine_tuning_of_the_tail_runs_end_to_end(synthetic_cfg, tmp_path):
+    from avalanche_ext.runner import run  # noqa: PLC0415
+
+    cfg = synthetic_cfg
+    cfg.cl_strategy.plugins = [
+        dict(
+            type="ModelDoctorPlugin",
+            layers=["backbone.layer2", "backbone.layer3.0.conv2"],
+            score=["positive_gradient", "positive_activation"],
+            combine="union",
+            confidence=0.0,
+            classes="tail",
+            tail_fraction=0.5,
+            sampling="class_balanced",
+            noise_std=0.1,
+            epochs=1,
+            batch_size=16,
+        )
+    ]
+    results = run(cfg, work_dir=str(tmp_path / "run"))
+    block = results["model_doctor"]
+    assert set(block["masks"]) == {"backbone.layer2", "backbone.layer3.0.conv2"}
+    assert block["constrained_classes"] == [0, 1, 2]  # half of the six seen (all 24 images)
+    assert len(block["finetune_losses"]) == 1
