@@ -14,6 +14,8 @@ from torch import nn
 
 from avalanche_ext.sampling import class_sampling_probabilities, sample_weights
 
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 __all__ = [
     "balanced_feature_batches",
     "extract_dataset_features",
@@ -77,9 +79,10 @@ def _fit(
     weight_decay: float,
     seed: int,
     grad_mask: Callable[[], None] | None = None,
+    loss_fn: LossFn = F.cross_entropy,
 ) -> list[float]:
-    """SGD (momentum 0.9, cosine rate over all iterations) on class-balanced batches; the loss of
-    each epoch is returned."""
+    """SGD (momentum 0.9, cosine rate over all iterations) on class-balanced batches of
+    ``loss_fn(logits, labels)`` (cross-entropy by default); the loss of each epoch is returned."""
     generator = torch.Generator().manual_seed(int(seed))
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
     steps = epochs * max(1, -(-len(labels) // batch_size))
@@ -89,7 +92,7 @@ def _fit(
         total, seen = 0.0, 0
         for idx in balanced_feature_batches(labels.cpu(), batch_size, generator):
             idx = idx.to(features.device)
-            loss = F.cross_entropy(logits_fn(features[idx]), labels[idx])
+            loss = loss_fn(logits_fn(features[idx]), labels[idx])
             optimizer.zero_grad()
             loss.backward()
             if grad_mask is not None:
@@ -111,11 +114,13 @@ def fit_classifier_rows(
     weight_decay: float = 5e-4,
     reinit_std: float | None = 0.01,
     seed: int = 0,
+    loss_fn: LossFn = F.cross_entropy,
 ) -> list[float]:
     """Classifier re-training (cRT): the rows of the classes present in ``labels`` are
     re-initialised (``N(0, reinit_std)``, bias 0; None keeps them) and re-learned on
-    class-balanced batches; the other rows (classes of earlier experiences, whose data is gone)
-    stay fixed but still compete in the softmax. Changes ``layer`` in place.
+    class-balanced batches with ``loss_fn`` (cross-entropy: cRT; the GML loss: GML re-training);
+    the other rows (classes of earlier experiences, whose data is gone) stay fixed but still
+    compete in the softmax. Changes ``layer`` in place.
 
     Returns:
         the training loss of each epoch.
@@ -152,6 +157,7 @@ def fit_classifier_rows(
         weight_decay,
         seed,
         mask,
+        loss_fn,
     )
     with torch.no_grad():
         layer.weight[present] = w.detach()[present]

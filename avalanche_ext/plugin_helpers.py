@@ -23,6 +23,7 @@ __all__ = [
     "is_discovery_experience",
     "iter_outputs",
     "note_labeled_classes",
+    "plugin_results",
 ]
 
 
@@ -150,3 +151,15 @@ def dataset_outputs(
         "logits": torch.cat([p[2] for p in parts]),
         "features": None if any(f is None for f in feats) else torch.cat(feats),
     }
+
+
+def plugin_results(strategy: Any) -> dict[str, Any]:
+    """``{key: facts}`` from every plugin with a ``results_section() -> (key, facts)`` method: how a
+    plugin adds its own block to ``results.json`` (the report draws what it recognises)."""
+    sections: dict[str, Any] = {}
+    for plugin in getattr(strategy, "plugins", []):
+        section = getattr(plugin, "results_section", None)
+        if callable(section):
+            key, facts = section()
+            sections[key] = facts
+    return sections

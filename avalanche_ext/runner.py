@@ -328,9 +328,11 @@ def _evaluate(exp: Experiment, rig: _Rig) -> tuple[dict[str, Any], float, int]:
 
 def _finish(exp, rig: _Rig, record: RunRecord, run_dir: Path, t_start: float, say) -> dict:
     """The final results: written with the report by rank 0; loggers closed, ``latest`` moved."""
+    from avalanche_ext.plugin_helpers import plugin_results  # noqa: PLC0415
     from avalanche_ext.report import summarize, write_report  # noqa: PLC0415
 
     results = rr.final_results(record, exp.scenario, rig.records, exp.cfg, str(exp.device), t_start)
+    results.update(plugin_results(rig.strategy))
     summarize(results)
     results.update(artifacts={}, status="completed")
     results = to_jsonable(results)

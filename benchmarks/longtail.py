@@ -99,13 +99,14 @@ def cpu_name() -> str:
     return found.group(1).strip() if found else platform.processor() or "unknown CPU"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replaces this benchmark's section of RESULTS.md (or appends it), leaving the rest."""
+def write_section(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replaces a benchmark's section of RESULTS.md, between the ``begin`` and ``end`` markers
+    (this one's by default), or appends it, leaving the rest."""
     old = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + section + rest.split(END, 1)[1].lstrip("\n")
+    section = f"{begin}\n{text.rstrip()}\n{end}\n"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + section + rest.split(end, 1)[1].lstrip("\n")
     else:
         new = old.rstrip("\n") + "\n\n" + section
     path.write_text(new)

@@ -24,6 +24,7 @@ __all__ = [
     "plot_binned_score_histograms",
     "plot_accuracy_curves",
     "plot_tradeoff",
+    "plot_channel_masks",
 ]
 
 _DPI = 110
@@ -391,4 +392,28 @@ def plot_tradeoff(
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_channel_masks(
+    masks: Sequence[Sequence[int]], path: str | os.PathLike, title: str = "Relevant channels"
+) -> str:
+    """Model Doctor's sifted kernels: a classes x channels image, a cell lit when the channel is
+    relevant to the class.
+
+    Args:
+        masks: ``[C][K]`` 0/1.
+        path: PNG file to write.
+        title: figure title (the layer's name).
+
+    Returns:
+        str: ``path``.
+    """
+    matrix = np.asarray(masks, dtype=np.float64).reshape(len(masks), -1)
+    rows, cols = matrix.shape
+    fig, ax = _figure(1.5 + min(0.08 * cols, 12.0), 1.2 + min(0.06 * rows, 10.0))
+    ax.imshow(matrix, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    ax.set_xlabel("channel")
+    ax.set_ylabel("class")
+    ax.set_title(f"{title} (black: relevant)")
     return _save(fig, path)

@@ -94,6 +94,10 @@ def _make_figures(results: dict[str, Any], run_dir: str) -> dict[str, str]:
         )
     if scenario.get("train_class_counts"):
         plots.plot_class_counts(scenario["train_class_counts"], target("class_counts"))
+    for i, (layer, mask) in enumerate(
+        ((results.get("model_doctor") or {}).get("masks") or {}).items()
+    ):
+        plots.plot_channel_masks(mask, target(f"model_doctor_masks_{i}"), title=layer)
     gate = (results.get("discovery") or {}).get("gate") or {}
     scores = _gate_histogram(gate) if isinstance(gate, dict) else None
     if scores is not None:
@@ -484,6 +488,22 @@ def _timing(doc: Document, results: dict[str, Any]) -> None:
         )
 
 
+def _model_doctor(doc: Document, results: dict[str, Any], figures: dict[str, str]) -> None:
+    block = results.get("model_doctor") or {}
+    if not block.get("masks"):
+        return
+    section = doc.section("Model Doctor: relevant channels per class")
+    used = block.get("images_per_class") or []
+    section.text(
+        f"Kernels sifted on {sum(used)} high-confidence correct training images; "
+        f"{len(block.get('constrained_classes') or [])} classes constrained, "
+        f"channel loss scale {block.get('loss_scale')}."
+    )
+    for i, layer in enumerate(block["masks"]):
+        if f"model_doctor_masks_{i}_png" in figures:
+            section.image(figures[f"model_doctor_masks_{i}_png"], f"relevant channels of {layer}")
+
+
 def build_document(results: dict[str, Any], figures: dict[str, str] | None = None) -> Document:
     """The report as a :class:`Document` (sections in reading order, absent data skipped).
 
@@ -506,6 +526,7 @@ def build_document(results: dict[str, Any], figures: dict[str, str] | None = Non
     _confusions(doc, results, figures)
     _long_tail(doc, results, figures)
     _discovery(doc, results, figures)
+    _model_doctor(doc, results, figures)
     _timing(doc, results)
     return doc
 

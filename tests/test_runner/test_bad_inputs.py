@@ -92,6 +92,21 @@ CASES = [
         "cl_strategy.train_epoch",
     ),
     (
+        "model-doctor-unknown-layer",
+        "leaf:cl_strategy = dict(plugins=[dict(type='ModelDoctorPlugin', layers=['backbone.layer9'])])",
+        "cl_strategy.plugins.layers",
+    ),
+    (
+        "model-doctor-class-out-of-range",
+        "leaf:cl_strategy = dict(plugins=[dict(type='ModelDoctorPlugin', classes=[0, 60], epochs=0)])",
+        "cl_strategy.plugins.classes",
+    ),
+    (
+        "model-doctor-negative-loss-scale",
+        "leaf:cl_strategy = dict(plugins=[dict(type='ModelDoctorPlugin', loss_scale=-1)])",
+        "cl_strategy.plugins.loss_scale",
+    ),
+    (
         "unknown-plugin",
         "leaf:cl_strategy = dict(plugins=[dict(type='EWCPlugn')])",
         "cl_strategy.plugins[0].type",
