@@ -36,6 +36,7 @@ from avalanche_ext.checkpoint import (
     set_rng_state,
 )
 from avalanche_ext.errors import ConfigError
+from avalanche_ext.history import HISTORY_FILE, EpochHistory
 from avalanche_ext.metrics.discovery import map_predictions, training_mapping
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.ncd_state import DiscoveryState, discovery_state
@@ -405,6 +406,7 @@ def run(
         run_dir = ckpt_path.parent.parent
     else:
         run_dir = distributed.run_on_main(make_run_dir, work)  # rank 0 alone writes
+    say(f"run folder: {run_dir}")
     try:
         with StopRequest() as stop:
             return _train(
@@ -506,6 +508,12 @@ def _train(
         int(ckpt_cfg.get("epoch_interval", 0) or 0),
         stop,
     )
+    history = EpochHistory(
+        results.setdefault("history", []),
+        run_dir / HISTORY_FILE if distributed.is_main() else None,
+        len(train_stream),
+    )
+    strategy.plugins.append(history)  # before the checkpointer: its checkpoint holds the epoch
     strategy.plugins.append(checkpointer)  # after the evaluator and clock: epoch fully done
     if checkpoint is not None:
         start = _restore(checkpoint, exp, strategy, evaluator, results, fresh_plugins_ok)
