@@ -16,7 +16,8 @@ from torchvision.transforms.v2.functional import to_pil_image
 from werkzeug.test import Client
 
 from avalanche_ext import api
-from avalanche_ext.app.server import App, main as app_main
+from avalanche_ext.app.server import App
+from avalanche_ext.app.server import main as app_main
 from avalanche_ext.cli import infer as infer_cli
 from avalanche_ext.cli import test as test_cli
 from avalanche_ext.metrics.long_tail import confusion_matrix
@@ -176,9 +177,13 @@ def test_app_bad_uploads_leave_it_up_and_write_nothing(synthetic_run):
     client = Client(App([work]))
     runs = client.get("/api/runs").get_json()["runs"]
     run_id = runs[0]["id"]
+
     def files():
-        return [(io.BytesIO(_png()), "ok.png"), (io.BytesIO(_png()[:-16]), "corrupt.png"),
-                (io.BytesIO(b"hello"), "text.txt")]
+        return [
+            (io.BytesIO(_png()), "ok.png"),
+            (io.BytesIO(_png()[:-16]), "corrupt.png"),
+            (io.BytesIO(b"hello"), "text.txt"),
+        ]
 
     answer = client.post("/api/infer", data={"run": run_id, "images": files()})
     preds = answer.get_json()["predictions"]
