@@ -101,7 +101,6 @@ class App:
         self.auth = auth
         self.device = device
         self.jobs = JobManager(REPO)
-        self.job_errors: dict[str, str] = {}
         self._predictors: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.urls = Map(
@@ -197,8 +196,6 @@ class App:
             info = job.describe()
             info["history"] = read_history(job.run_dir) if job.run_dir else []
             info["run"] = self.index.run_id(job.run_dir) if job.run_dir else None
-            if job.error and job.run_dir:
-                self.job_errors[os.path.realpath(job.run_dir)] = job.error
             out.append(info)
         return _json({"jobs": out})
 
@@ -247,10 +244,13 @@ class App:
     # ------------------------------------------------------------ runs, infer, compare
     def on_runs(self, request: Request) -> Response:
         running = self.jobs.running_dirs()
+        errors = {
+            os.path.realpath(j.run_dir): j.error for j in self.jobs.jobs.values() if j.run_dir
+        }
         out = []
         for run_dir in self.index.folders():
             real = os.path.realpath(run_dir)
-            info = run_summary(run_dir, real in running, self.job_errors.get(real))
+            info = run_summary(run_dir, real in running, errors.get(real))
             info["id"] = self.index.run_id(run_dir)
             out.append(info)
         return _json({"runs": out})

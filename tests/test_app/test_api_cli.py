@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,29 @@ def test_app_bad_uploads_leave_it_up_and_write_nothing(synthetic_run):
     assert "not one the app offers" in typed.get_json()["error"]
     assert client.get("/").status_code == 200  # still up
     assert sorted(p.relative_to(work) for p in work.rglob("*")) == before
+
+
+def _finished(client: Client, job_id: int, timeout: float = 180.0) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = next(j for j in client.get("/api/jobs").get_json()["jobs"] if j["id"] == job_id)
+        if job["status"] != "running":
+            return job
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} still running after {timeout} s")
+
+
+def test_app_a_failing_run_shows_its_error_line(tmp_path):
+    client = Client(App([tmp_path]))
+    config = "configs/synthetic/naive_resnet8_1ep_synthetic.py"
+    typed = client.post("/api/train", json={"config": config, "values": {"work_dir": "/etc"}})
+    assert "not a setting this form offers" in typed.get_json()["error"]
+    text = client.post("/api/train", json={"config": config, "values": {"seed": "one"}})
+    assert text.status_code == 400 and "not a number" in text.get_json()["error"]
+    values = {"cl_strategy.optimizer.lr": "-1"}
+    job = client.post("/api/train", json={"config": config, "values": values}).get_json()["job"]
+    job = _finished(client, job["id"])
+    assert job["status"] == "failed"
+    assert job["error"] == "error: cl_strategy.optimizer: SGD: Invalid learning rate: -1.0"
+    assert not any(tmp_path.iterdir())  # refused before any run folder
+    assert client.get("/api/runs").get_json() == {"runs": []}

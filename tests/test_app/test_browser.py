@@ -204,3 +204,22 @@ def test_compare_two_runs_shows_table_and_bars(page, app_url):
     assert _wait(lambda: bars.get_attribute("naturalWidth") not in (None, "0"), 10)
     assert len(page.find_elements("css selector", "table.acc-matrix")) == 2
     _shot(page, "compare")
+
+
+def test_fine_tune_a_run_with_another_loss_and_compare_both(page, app_url):
+    from selenium.webdriver.support.ui import Select  # noqa: PLC0415
+
+    Select(page.find_element("id", "ft-loss")).select_by_visible_text("FocalLoss")
+    page.find_element("id", "ft-epochs").clear()
+    page.find_element("id", "ft-epochs").send_keys("1")
+    source = Select(page.find_element("id", "ft-run")).first_selected_option.text
+    page.find_element("id", "ft-go").click()
+    _wait(lambda: "fine-tuning" in page.find_element("id", "ft-status").text, 20)
+
+    def compared():
+        rows = page.find_elements("css selector", "#metric-table tr.cmp-row")
+        names = [r.find_element("css selector", "td").text for r in rows]
+        return names if any("finetune_FocalLoss" in n for n in names) else None
+
+    names = _wait(compared, 180, "the fine-tuned run's comparison")
+    assert len(names) == 2 and source in names
