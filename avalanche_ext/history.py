@@ -1,5 +1,6 @@
-"""Per-epoch history of a run: training loss and accuracy after every epoch, and the metrics of
-Avalanche's periodic evaluation (``cl_strategy.eval_every``) when it is configured.
+"""Per-epoch history of a run: training loss and accuracy after every epoch, the metrics of
+Avalanche's periodic evaluation (``cl_strategy.eval_every``) when it is configured, and the test
+stream's every ``history.test_every`` epochs when that is configured.
 
 The runner keeps the entries in ``results["history"]``; each entry is also appended to
 ``<run_dir>/history.jsonl`` as soon as the epoch ends, so a page or a script can draw curves while
@@ -18,9 +19,18 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import Accuracy, Mean
 
+from avalanche_ext.checkpoint import get_rng_state, set_rng_state
+from avalanche_ext.errors import ConfigError
 from avalanche_ext.metrics.long_tail import long_tail_summary, per_class_accuracy
 
-__all__ = ["EpochHistory", "HISTORY_FILE", "read_history", "periodic_eval_metrics"]
+__all__ = [
+    "EpochHistory",
+    "HISTORY_FILE",
+    "TestEvaluation",
+    "periodic_eval_metrics",
+    "read_history",
+    "test_evaluation",
+]
 
 HISTORY_FILE = "history.jsonl"
 
@@ -48,6 +58,65 @@ def periodic_eval_metrics(y: torch.Tensor, pred: torch.Tensor, num_classes: int)
     }
 
 
+class TestEvaluation:
+    """The test stream scored by forward passes alone, every ``every`` epochs (config:
+    ``history = dict(test_every=N)``).
+
+    No strategy callback, metric or plugin sees these passes, and the random state is restored
+    after them, so training goes on exactly as without them; only numbers reach the history.
+    Predictions are the model's own (a discovery run's discovered ids are not mapped).
+
+    Args:
+        datasets: the test stream's experiences' datasets (evaluation transforms).
+        num_classes: the scenario's classes.
+        every: epochs between evaluations (the last epoch of each experience is always scored).
+        device: where the model is.
+        batch_size: images per forward pass.
+    """
+
+    def __init__(self, datasets: list, num_classes: int, every: int, device: Any, batch_size: int):
+        self.datasets = datasets
+        self.num_classes = int(num_classes)
+        self.every = int(every)
+        self.device = device
+        self.batch_size = int(batch_size)
+
+    def __call__(self, model: torch.nn.Module) -> dict[str, Any]:
+        from avalanche_ext.plugin_helpers import iter_outputs  # noqa: PLC0415
+
+        rng = get_rng_state()
+        try:
+            ys, preds = [], []
+            for dataset in self.datasets:
+                for _, y, logits, _ in iter_outputs(model, dataset, self.device, self.batch_size):
+                    ys.append(y)
+                    preds.append(logits.argmax(dim=1))
+        finally:
+            set_rng_state(rng)
+        return periodic_eval_metrics(torch.cat(ys), torch.cat(preds), self.num_classes)
+
+
+def test_evaluation(cfg: Any, scenario: Any, device: Any) -> TestEvaluation | None:
+    """The run's :class:`TestEvaluation` from ``cfg.history`` (None when not configured).
+
+    Raises:
+        ConfigError: ``history`` is not a dict, or ``test_every`` is not a positive int.
+    """
+    options = cfg.get("history")
+    if options is None:
+        return None
+    if not isinstance(options, dict) or set(options) - {"test_every"}:
+        raise ConfigError(f"history: expected dict(test_every=N), got {options!r}")
+    every = options.get("test_every", 0)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ConfigError(f"history.test_every: expected a non-negative int, got {every!r}")
+    if every == 0:
+        return None
+    datasets = [e.dataset for e in scenario.benchmark.test_stream]
+    batch = int(cfg.cl_strategy.get("eval_mb_size", 256) or 256)
+    return TestEvaluation(datasets, scenario.num_classes, every, device, batch)
+
+
 class EpochHistory(SupervisedPlugin, supports_distributed=True):
     """Records one entry per training epoch; appended by the runner before its checkpointer, so a
     mid-experience checkpoint already holds the epoch it ends.
@@ -57,19 +126,28 @@ class EpochHistory(SupervisedPlugin, supports_distributed=True):
     epoch's minibatches, regularisers included), ``train_accuracy`` (on labeled samples: unlabeled
     ones, label ``-1``, are skipped), ``time_s`` (since the run started; resumed runs go on from
     the saved value), and ``eval`` (``{stream name: periodic_eval_metrics}``) when Avalanche's
-    periodic evaluation ran during the epoch (by default it evaluates the experience in training).
+    periodic evaluation ran during the epoch (by default it evaluates the experience in training)
+    and, with ``test``, under ``eval["test"]`` the test stream's.
 
     Args:
         entries: the list to append to (the runner passes ``results["history"]``).
         path: the ``history.jsonl`` to append each entry to (None: keep them in memory only).
         num_experiences: the training stream's length (for progress).
+        test: scores the test stream (see :func:`test_evaluation`), or None.
     """
 
-    def __init__(self, entries: list, path: str | os.PathLike | None, num_experiences: int):
+    def __init__(
+        self,
+        entries: list,
+        path: str | os.PathLike | None,
+        num_experiences: int,
+        test: TestEvaluation | None = None,
+    ):
         super().__init__()
         self.entries = entries
         self.path = None if path is None else os.fspath(path)
         self.num_experiences = int(num_experiences)
+        self.test = test
         self._loss = Mean()
         self._accuracy = Accuracy()
         self._training = False
@@ -107,6 +185,9 @@ class EpochHistory(SupervisedPlugin, supports_distributed=True):
             "time_s": round(self._elapsed + time.monotonic() - self._since, 3),
         }
         self._attach_eval(entry, strategy)
+        last = epoch >= entry["epochs"]
+        if self.test is not None and (last or epoch % self.test.every == 0):
+            entry.setdefault("eval", {})["test"] = self.test(strategy.model)
         self.entries.append(entry)
         self._write(entry)
 
@@ -134,7 +215,7 @@ class EpochHistory(SupervisedPlugin, supports_distributed=True):
             pred = torch.cat([p[1] for p in parts])
             width = max(num_classes, int(y.max()) + 1 if y.numel() else 0)
             block[name] = periodic_eval_metrics(y, pred, width)
-        entry["eval"] = block
+        entry.setdefault("eval", {}).update(block)
         self._eval.clear()
 
     # ------------------------------------------------------------ files and checkpoints

@@ -36,7 +36,7 @@ from avalanche_ext.checkpoint import (
     set_rng_state,
 )
 from avalanche_ext.errors import ConfigError
-from avalanche_ext.history import HISTORY_FILE, EpochHistory
+from avalanche_ext.history import HISTORY_FILE, EpochHistory, test_evaluation
 from avalanche_ext.metrics.discovery import map_predictions, training_mapping
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.ncd_state import DiscoveryState, discovery_state
@@ -267,6 +267,7 @@ class Experiment:
         )
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
+        self.history_test = test_evaluation(cfg, self.scenario, self.device)  # history.test_every
         self.eval_streams = _select_eval_streams(self.scenario, cfg.get("eval_streams"))
         self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"), seed=self.seed)
         self.ddp_kwargs = distributed.wrapper_kwargs(cfg.get("model_wrapper_cfg"))
@@ -512,6 +513,7 @@ def _train(
         results.setdefault("history", []),
         run_dir / HISTORY_FILE if distributed.is_main() else None,
         len(train_stream),
+        exp.history_test,
     )
     strategy.plugins.append(history)  # before the checkpointer: its checkpoint holds the epoch
     strategy.plugins.append(checkpointer)  # after the evaluator and clock: epoch fully done

@@ -78,7 +78,8 @@ _FIELDS = (
 
 
 def knobs(cfg: Config) -> list[Knob]:
-    """The knobs this config has (a key it lacks is not offered), plus ``seed``."""
+    """The knobs this config has (a key it lacks is not offered), plus ``seed`` and
+    ``history.test_every`` (the test stream's per-epoch curve)."""
     out = []
     plain = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
     for key, label, kind, choices in _FIELDS:
@@ -87,6 +88,8 @@ def knobs(cfg: Config) -> list[Knob]:
             continue
         out.append(Knob(key, label, kind, value, choices() if choices else None))
     out.append(Knob("seed", "seed", "int", int(cfg.get("seed", 0) or 0)))
+    every = (plain.get("history") or {}).get("test_every", 0)
+    out.append(Knob("history.test_every", "test curve every N epochs (0: none)", "int", every))
     return out
 
 

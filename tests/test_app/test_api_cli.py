@@ -226,3 +226,25 @@ def test_app_a_failing_run_shows_its_error_line(tmp_path):
     assert job["error"] == "error: cl_strategy.optimizer: SGD: Invalid learning rate: -1.0"
     assert not any(tmp_path.iterdir())  # refused before any run folder
     assert client.get("/api/runs").get_json() == {"runs": []}
+
+
+def test_test_stream_curves_leave_training_unchanged_and_end_at_the_final_accuracy(tmp_path):
+    tiny = {"scenario.images_per_class": 8, "scenario.test_images_per_class": 4, "loggers": []}
+    plain = api.run(api.load_config(SYNTHETIC, tiny), work_dir=str(tmp_path / "plain"))
+    cfg = api.load_config(SYNTHETIC, {**tiny, "history": {"test_every": 1}})
+    scored = api.run(cfg, work_dir=str(tmp_path / "scored"))
+    losses = [e["train_loss"] for e in scored["history"]]
+    assert losses == [e["train_loss"] for e in plain["history"]]  # same training, bit for bit
+    assert "eval" not in plain["history"][-1]
+    last = scored["history"][-1]["eval"]["test"]
+    assert last["samples"] == 6 * 4  # the whole test stream
+    assert last["accuracy"] == pytest.approx(scored["final"]["stream_accuracy"], abs=1e-12)
+
+
+def test_a_bad_history_key_writes_nothing(tmp_path):
+    from avalanche_ext.errors import ConfigError  # noqa: PLC0415
+
+    cfg = api.load_config(SYNTHETIC, {"history": {"test_every": -1}})
+    with pytest.raises(ConfigError, match="history.test_every"):
+        api.run(cfg, work_dir=str(tmp_path))
+    assert not any(tmp_path.iterdir())

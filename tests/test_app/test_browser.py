@@ -135,11 +135,16 @@ def _job_status(driver, row: int = 0) -> str:
     return rows[row].find_element("css selector", ".job-status").text if rows else ""
 
 
-def _start(driver, epochs: int) -> None:
-    _wait(lambda: driver.find_elements("css selector", "#knobs [name]"), 60, "the form")
-    field = driver.find_element("css selector", "#knobs [name='cl_strategy.train_epochs']")
+def _set(driver, key: str, value) -> None:
+    field = driver.find_element("css selector", f"#knobs [name='{key}']")
     field.clear()
-    field.send_keys(str(epochs))
+    field.send_keys(str(value))
+
+
+def _start(driver, epochs: int, test_every: int = 0) -> None:
+    _wait(lambda: driver.find_elements("css selector", "#knobs [name]"), 60, "the form")
+    _set(driver, "cl_strategy.train_epochs", epochs)
+    _set(driver, "history.test_every", test_every)
     count = len(driver.find_elements("css selector", "#jobs-table tbody tr"))
     driver.find_element("id", "start").click()
     _wait(lambda: len(driver.find_elements("css selector", "#jobs-table tbody tr")) > count, 30)
@@ -148,10 +153,12 @@ def _start(driver, epochs: int) -> None:
 def test_train_a_run_to_the_end_and_see_its_curve(page, app_url):
     page.get(app_url)
     _wait(lambda: "synthetic" in page.find_element("id", "config").get_attribute("value"), 60)
-    _start(page, epochs=1)
+    _start(page, epochs=1, test_every=1)
     _wait(lambda: _job_status(page).startswith("completed"), 180, "the run to complete")
     points = _wait(lambda: page.find_elements("css selector", "#curve circle.curve-point"), 10)
-    assert len(points) >= 3  # one per epoch of each experience, per curve
+    assert len(points) == 3 * 6  # one per epoch of the 3 experiences, 6 curves
+    legend = page.find_element("id", "legend").text
+    assert "test accuracy" in legend and "test lowest recall" in legend
     assert "experience 3/3, epoch 1/1" in page.find_element("id", "progress").text
     _shot(page, "train")
 
