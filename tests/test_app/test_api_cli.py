@@ -125,6 +125,17 @@ def test_infer_tool_on_a_discovery_run_reports_discovered_ids(tmp_path, capsys):
     assert right >= len(novel) // 2  # and matched to the right class (chance: 1 in 4)
     assert infer_cli.main([results["run_dir"], str(tmp_path / f"novel_{novel[0]:03d}.png")]) == 0
     assert "discovered id" in capsys.readouterr().out or not discovered
+    # the app's Infer tab answers the same for an upload
+    client = Client(App([tmp_path / "ncd"]))
+    run = client.get("/api/runs").get_json()["runs"][0]
+    assert run["discovery"] is True
+    first = tmp_path / f"novel_{novel[0]:03d}.png"
+    upload = {"run": run["id"], "images": [(io.BytesIO(first.read_bytes()), first.name)]}
+    answer = client.post("/api/infer", data=upload).get_json()
+    assert answer["discovery"] is True
+    assert {k: answer["predictions"][0][k] for k in ("discovered_id", "mapped_class")} == {
+        k: preds[0][k] for k in ("discovered_id", "mapped_class")
+    }
 
 
 def _png(size=(16, 16)) -> bytes:
@@ -196,6 +207,16 @@ def test_app_bad_uploads_leave_it_up_and_write_nothing(synthetic_run):
     assert too_big.status_code == 413 and "upload too large" in too_big.get_json()["error"]
     unknown = client.post("/api/infer", data={"run": "0:../../etc", "images": files()[:1]})
     assert unknown.status_code == 400 and "unknown" in unknown.get_json()["error"]
+    empty = work / "synthetic" / "no_checkpoint"
+    empty.mkdir()
+    (empty / "config.py").write_text("x = 1\n")
+    listed = {r["name"]: r for r in client.get("/api/runs").get_json()["runs"]}
+    assert listed["synthetic/no_checkpoint"]["status"] == "incomplete"
+    no_checkpoint = listed["synthetic/no_checkpoint"]["id"]
+    answer = client.post("/api/infer", data={"run": no_checkpoint, "images": files()[:1]})
+    assert answer.status_code == 400 and "no checkpoint" in answer.get_json()["error"]
+    empty.joinpath("config.py").unlink()
+    empty.rmdir()
     typed = client.post("/api/train", json={"config": "/etc/passwd"})
     assert "not one the app offers" in typed.get_json()["error"]
     assert client.get("/").status_code == 200  # still up

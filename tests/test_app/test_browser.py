@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 FAILED_SHOTS = REPO / ".cache" / "app-screenshots"
+pytestmark = pytest.mark.slow  # four training runs in child processes
+
 FLAGS = (
     "--headless",
     "--no-sandbox",
