@@ -29,7 +29,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from avalanche_ext.app import forms
-from avalanche_ext.app.jobs import JobManager
+from avalanche_ext.app.jobs import TRAIN_SCRIPT, JobManager
 from avalanche_ext.app.runs import RunIndex, compare_runs, run_summary
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.history import read_history
@@ -96,6 +96,10 @@ class App:
         auth: str | None = None,
         device: str = "cpu",
     ):
+        if not TRAIN_SCRIPT.is_file():
+            raise ConfigError(
+                f"{TRAIN_SCRIPT}: not found; the app runs from a checkout (pip install -e .)"
+            )
         self.index = RunIndex(work_dirs)
         self.configs = shipped_configs(list(config_dirs or []))
         self.auth = auth
