@@ -15,7 +15,7 @@ from typing import Any
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.history import HISTORY_FILE, read_history
 
-__all__ = ["RunIndex", "compare_runs", "run_summary"]
+__all__ = ["RunIndex", "compare_runs", "old_new_harmonic_mean", "run_summary"]
 
 _MAX_DEPTH = 3
 _TABLE = (
@@ -29,7 +29,16 @@ _TABLE = (
     ("discovery old", ("discovery", "old_acc")),
     ("discovery new", ("discovery", "new_acc")),
     ("discovery all", ("discovery", "all_acc")),
+    ("discovery HM", ("discovery", "old_new_harmonic_mean")),
 )
+
+
+def old_new_harmonic_mean(old: float | None, new: float | None) -> float | None:
+    """The harmonic mean of old- and new-class accuracy (the H-score discovery and generalized
+    category discovery papers report beside old/new/all): high only when both are."""
+    if old is None or new is None:
+        return None
+    return 0.0 if old + new == 0 else 2 * old * new / (old + new)
 
 
 def _get(results: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -159,6 +168,12 @@ def compare_runs(run_dirs: list[Path]) -> dict[str, Any]:
     from avalanche_ext.report import summarize  # noqa: PLC0415
 
     views = [summarize(dict(r)) for r in all_results]
+    for view in views:
+        block = view.get("discovery")
+        if isinstance(block, dict):
+            block["old_new_harmonic_mean"] = old_new_harmonic_mean(
+                block.get("old_acc"), block.get("new_acc")
+            )
     columns = [label for label, path in _TABLE if any(_get(v, path) is not None for v in views)]
     rows = [
         {"name": n, **{label: _get(v, path) for label, path in _TABLE if label in columns}}

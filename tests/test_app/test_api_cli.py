@@ -136,6 +136,10 @@ def test_infer_tool_on_a_discovery_run_reports_discovered_ids(tmp_path, capsys):
     assert {k: answer["predictions"][0][k] for k in ("discovered_id", "mapped_class")} == {
         k: preds[0][k] for k in ("discovered_id", "mapped_class")
     }
+    table = client.post("/api/compare", json={"runs": [run["id"]]}).get_json()
+    assert {"discovery old", "discovery new", "discovery HM"} <= set(table["columns"])
+    row = table["rows"][0]
+    assert row["discovery old"] == results["discovery"]["old_acc"]
 
 
 def _png(size=(16, 16)) -> bytes:
@@ -269,3 +273,12 @@ def test_a_bad_history_key_writes_nothing(tmp_path):
     with pytest.raises(ConfigError, match="history.test_every"):
         api.run(cfg, work_dir=str(tmp_path))
     assert not any(tmp_path.iterdir())
+
+
+def test_old_new_harmonic_mean():
+    from avalanche_ext.app.runs import old_new_harmonic_mean  # noqa: PLC0415
+
+    assert old_new_harmonic_mean(0.8, 0.4) == pytest.approx(2 * 0.32 / 1.2)
+    assert old_new_harmonic_mean(0.9, 0.0) == 0.0
+    assert old_new_harmonic_mean(0.0, 0.0) == 0.0
+    assert old_new_harmonic_mean(None, 0.5) is None
