@@ -16,4 +16,25 @@ warnings.filterwarnings("ignore", message=".*mmcv-lite.*")
 warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+# The public API (avalanche_ext.api), re-exported lazily: importing the package stays light.
+_API = (
+    "load_config",
+    "run",
+    "load_model",
+    "predict",
+    "evaluate",
+    "find_checkpoint",
+    "Predictor",
+    "Prediction",
+    "DiscoveryInfo",
+)
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from avalanche_ext import api  # noqa: PLC0415
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'avalanche_ext' has no attribute {name!r}")

@@ -38,6 +38,8 @@ class RunRecord:
         floor_predictions: test predictions of the model before the first discovery update (the
             no-discovery floor every discovery convention is scored against).
         discovery_log: what the discovery plugins did on each experience with hidden labels.
+        history: one entry per trained epoch (training loss and accuracy, periodic evaluation),
+            filled by :class:`avalanche_ext.history.EpochHistory`, which holds this very list.
     """
 
     header: dict[str, Any] = field(default_factory=dict)
@@ -47,8 +49,9 @@ class RunRecord:
     last_per_class_accuracy: list[float | None] | None = None
     floor_predictions: list[int] | None = None
     discovery_log: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
-    _PUBLIC = ("experiences", "accuracy_matrix", "per_class_accuracy_before_update")
+    _PUBLIC = ("experiences", "accuracy_matrix", "per_class_accuracy_before_update", "history")
 
     def results(self) -> dict[str, Any]:
         """The results dict so far: the header, then what results.json reports per experience."""
@@ -67,7 +70,11 @@ class RunRecord:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for f in dataclasses.fields(self):
             if f.name != "header" and f.name in state:
-                setattr(self, f.name, state[f.name])
+                current = getattr(self, f.name)
+                if isinstance(current, list) and isinstance(state[f.name], list):
+                    current[:] = state[f.name]  # in place: plugins may hold the list
+                else:
+                    setattr(self, f.name, state[f.name])
 
     def load_legacy(self, results: dict[str, Any]) -> None:
         """Reads the ``results`` of a checkpoint written before the record existed."""

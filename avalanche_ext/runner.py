@@ -23,6 +23,7 @@ from avalanche_ext import builders, distributed, run_folder, schedulers
 from avalanche_ext import run_results as rr
 from avalanche_ext.checkpoint import load_checkpoint
 from avalanche_ext.checkpointer import Checkpointer, check_fits, load_weights, resume_refusal
+from avalanche_ext.history import HISTORY_FILE, EpochHistory, test_evaluation
 from avalanche_ext.ncd_state import DiscoveryState
 from avalanche_ext.probe import probe_model, probe_plugins
 from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
@@ -67,6 +68,7 @@ class Experiment:
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
         self.eval_streams = select_eval_streams(self.scenario, cfg.get("eval_streams"))
+        self.history_test = test_evaluation(cfg, self.scenario, self.device)  # history.test_every
         self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"), seed=self.seed)
         self.ddp_kwargs = distributed.wrapper_kwargs(cfg.get("model_wrapper_cfg"))
         # Build (and drop) the strategy once, so every key is checked before anything is written;
@@ -172,6 +174,7 @@ def run(
     name = Path(config_path).stem if config_path else "run"
     work = Path(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
     checkpoint, run_dir = _open_run(exp, work, resume, fresh_plugins_ok)
+    say(f"run folder: {run_dir}")
     try:
         with StopRequest() as stop:
             return _train(exp, run_dir, checkpoint, config_path, say, t_start, stop)
@@ -254,12 +257,17 @@ def _train(exp, run_dir, checkpoint, config_path, say, t_start, stop) -> dict[st
     rig = _equip(exp, run_dir, say)
     record = RunRecord(header=rr.run_header(exp, run_dir, config_path, exp.scenario_type))
     every = exp.cfg.get("checkpoint_config") or {}
+    stream = list(exp.scenario.benchmark.train_stream)
+    history_file = run_dir / HISTORY_FILE if distributed.is_main() else None
+    # before the checkpointer (which appends its own plugin): an epoch checkpoint holds the epoch
+    rig.strategy.plugins.append(
+        EpochHistory(record.history, history_file, len(stream), exp.history_test)
+    )
     checkpointer = Checkpointer(
         run_dir, exp.model, exp.plugins, exp.seed, rig.strategy, rig.evaluator, record, stop,
         interval=int(every.get("interval", 0) or 0),
         epoch_interval=int(every.get("epoch_interval", 0) or 0),
     )  # fmt: skip
-    stream = list(exp.scenario.benchmark.train_stream)
     start = 0
     if checkpoint is not None:
         start = checkpointer.restore(checkpoint, exp.device)

@@ -55,6 +55,7 @@ TOP_LEVEL_KEYS: set[str] = {
     "eval_streams",
     "discovery",
     "long_tail",
+    "history",
     "custom_imports",
 }
 CHECKPOINT_KEYS = {"interval", "epoch_interval"}

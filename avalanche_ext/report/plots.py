@@ -25,6 +25,7 @@ __all__ = [
     "plot_accuracy_curves",
     "plot_tradeoff",
     "plot_channel_masks",
+    "plot_history",
 ]
 
 _DPI = 110
@@ -416,4 +417,46 @@ def plot_channel_masks(
     ax.set_xlabel("channel")
     ax.set_ylabel("class")
     ax.set_title(f"{title} (black: relevant)")
+    return _save(fig, path)
+
+
+def plot_history(history: Sequence[Mapping], path: str | os.PathLike) -> str:
+    """Per-epoch curves: training loss (left), training accuracy and the periodic evaluation's
+    accuracy, geometric mean, harmonic mean and lowest recall of each stream (right); dotted
+    lines mark the start of each experience.
+
+    Args:
+        history: ``results["history"]`` entries (see :class:`avalanche_ext.history.EpochHistory`).
+        path: PNG file to write.
+
+    Returns:
+        str: ``path``.
+    """
+    fig = Figure(figsize=(10, 3.6))
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    x = np.arange(1, len(history) + 1)
+    loss_ax.plot(x, _values([e.get("train_loss") for e in history]), marker=".")
+    acc_ax.plot(x, _values([e.get("train_accuracy") for e in history]), marker=".", label="train")
+    streams = sorted({s for e in history for s in (e.get("eval") or {})})
+    for stream in streams:
+        for key, style in (
+            ("accuracy", "-"),
+            ("geometric_mean", "--"),
+            ("harmonic_mean", "-."),
+            ("lowest_recall", ":"),
+        ):
+            ys = _values([((e.get("eval") or {}).get(stream) or {}).get(key) for e in history])
+            if np.isfinite(ys).any():
+                acc_ax.plot(x, ys, style, marker=".", label=f"{stream} {key.replace('_', ' ')}")
+    for i, entry in enumerate(history):
+        if i and entry.get("experience") != history[i - 1].get("experience"):
+            for ax in (loss_ax, acc_ax):
+                ax.axvline(i + 0.5, color="grey", linestyle=":", linewidth=0.8)
+    loss_ax.set_title("Training loss")
+    acc_ax.set_title("Accuracy per epoch")
+    acc_ax.set_ylim(0, 1.02)
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch (all experiences)")
+        ax.grid(alpha=0.3)
+    acc_ax.legend(fontsize=7)
     return _save(fig, path)

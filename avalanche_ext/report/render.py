@@ -98,6 +98,8 @@ def _make_figures(results: dict[str, Any], run_dir: str) -> dict[str, str]:
         ((results.get("model_doctor") or {}).get("masks") or {}).items()
     ):
         plots.plot_channel_masks(mask, target(f"model_doctor_masks_{i}"), title=layer)
+    if results.get("history"):
+        plots.plot_history(results["history"], target("history"))
     gate = (results.get("discovery") or {}).get("gate") or {}
     scores = _gate_histogram(gate) if isinstance(gate, dict) else None
     if scores is not None:
@@ -147,6 +149,22 @@ def _accuracy_matrix(doc: Document, results: dict[str, Any], figures: dict[str, 
     )
     if "accuracy_matrix_png" in figures:
         section.image(figures["accuracy_matrix_png"], "accuracy matrix")
+
+
+def _history(doc: Document, results: dict[str, Any], figures: dict[str, str]) -> None:
+    history = results.get("history") or []
+    if not history:
+        return
+    section = doc.section("Training curves")
+    last = history[-1]
+    section.text(
+        f"{len(history)} epochs over {last.get('num_experiences', '?')} experiences; last epoch: "
+        f"training loss {format_value(last.get('train_loss'))}, training accuracy "
+        f"{format_percent(last.get('train_accuracy'))}. Every epoch is in results.json "
+        "(history) and history.jsonl."
+    )
+    if "history_png" in figures:
+        section.image(figures["history_png"], "per-epoch curves")
 
 
 def _streaming(doc: Document, results: dict[str, Any]) -> None:
@@ -520,6 +538,7 @@ def build_document(results: dict[str, Any], figures: dict[str, str] | None = Non
     doc = Document(title)
     _run_facts(doc, results)
     _accuracy_matrix(doc, results, figures)
+    _history(doc, results, figures)
     _streaming(doc, results)
     _final(doc, results)
     _per_class(doc, results, figures)

@@ -25,7 +25,9 @@ TINY = {
     "scenario.test_images_per_class": 2,
     "scenario.image_size": 8,
 }
-STREAMS = {".log"}  # TextLogger: an append-only stream, flushed per line (README)
+# Append-only streams, read while they grow: the TextLogger's file (flushed per line, README) and
+# the per-epoch history.jsonl (one line per epoch; a reader skips a partly written last line).
+STREAMS = {".log", ".jsonl"}
 
 
 def _content(path: Path) -> str:
@@ -74,7 +76,8 @@ def test_every_file_of_a_run_is_written_atomically(tmp_path, placed):
     assert {"comparison.md", "comparison.html", "accuracy_curves.png"} <= names
     assert {"seeds_summary.json", "seeds_summary.md"} <= names
     streams = [p for p in files if p.suffix in STREAMS]
-    assert len(streams) == 1 and streams[0].parent == run_dir  # the TextLogger's file
+    assert sorted(p.suffix for p in streams) == [".jsonl", ".log"]  # the log and the history
+    assert all(p.parent == run_dir for p in streams)
     written_in_place = [
         str(p) for p in files if p.suffix not in STREAMS and placed.get(p) != _content(p)
     ]
