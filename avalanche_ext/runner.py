@@ -31,6 +31,7 @@ from avalanche_ext.checkpoint import (
     capture_state,
     get_rng_state,
     load_checkpoint,
+    newest_good_checkpoint,
     restore_state,
     save_checkpoint,
     set_rng_state,
@@ -150,11 +151,15 @@ def _point_latest(run_dir: Path) -> None:
         os.replace(tmp, latest)
 
 
-def find_resume_checkpoint(path: str | os.PathLike | None, work_dir: str | os.PathLike) -> Path:
-    """The checkpoint to resume: ``path`` (a file, or a run folder), else the newest run of ``work_dir``.
+def find_resume_checkpoint(
+    path: str | os.PathLike | None, work_dir: str | os.PathLike, say: Callable | None = None
+) -> Path:
+    """The checkpoint to resume: ``path`` (a file, or a run folder), else the newest run of
+    ``work_dir``; in a run folder the furthest checkpoint that loads
+    (:func:`~avalanche_ext.checkpoint.newest_good_checkpoint`, which tells ``say`` what it skipped).
 
     Raises:
-        ConfigError: no checkpoint to resume from.
+        ConfigError: no checkpoint to resume from, or none of the run folder's loads.
     """
     candidates: list[Path] = []
     if path:
@@ -171,9 +176,8 @@ def find_resume_checkpoint(path: str | os.PathLike | None, work_dir: str | os.Pa
                 reverse=True,
             )
     for run_dir in candidates:
-        ckpt = run_dir / "checkpoints" / "latest.pth"
-        if ckpt.is_file():
-            return ckpt
+        if any((run_dir / "checkpoints").glob("*.pth")):
+            return newest_good_checkpoint(run_dir / "checkpoints", say)
     where = path or work_dir
     raise ConfigError(
         f"--resume: no checkpoint found in {where} (expected <run>/checkpoints/latest.pth)"
@@ -394,7 +398,7 @@ def run(
     checkpoint = None
     if resume:
         ckpt_path = distributed.run_on_main(
-            find_resume_checkpoint, None if resume is True else resume, work
+            find_resume_checkpoint, None if resume is True else resume, work, say
         )
         checkpoint = distributed.load_on_every_rank(
             ckpt_path, lambda p: load_checkpoint(p, key="--resume")
@@ -509,6 +513,7 @@ def _train(
     strategy.plugins.append(checkpointer)  # after the evaluator and clock: epoch fully done
     if checkpoint is not None:
         start = _restore(checkpoint, exp, strategy, evaluator, results, fresh_plugins_ok)
+        records.load_state_dict(checkpoint.get("records") or [])  # the last evaluation's
         if checkpoint.get("mid"):
             checkpointer.start_epoch = int(checkpoint["mid"]["epoch"])
             install_mid_experience_resume(
@@ -589,8 +594,9 @@ def _train(
         results["_pca_prev"] = per_class_accuracy(y, p, scenario.num_classes)
         if (interval and ((i + 1) % interval == 0 or is_last)) or (stop and not is_last):
             results["_discovery_log"] = discovery_log
+            last_records = records if is_last else None
             saved = (
-                _save(run_dir, i + 1, exp, strategy, evaluator, results)
+                _save(run_dir, i + 1, exp, strategy, evaluator, results, records=last_records)
                 if distributed.is_main()
                 else None
             )
@@ -679,11 +685,15 @@ def _save(
     results,
     epoch: int | None = None,
     start: dict | None = None,
+    records: RecordStore | None = None,
 ) -> Path:
     """Writes ``experience_{next_exp}.pth`` or, with ``epoch``, ``experience_{next_exp}_epoch_{epoch}
     .pth`` (``start``: the payload captured when the experience began), and points ``latest.pth``
-    at it."""
+    at it. ``records``: the evaluation just made, so a resume after the last experience finishes
+    the run from the checkpoint alone."""
     payload = _payload(next_exp, exp, strategy, evaluator, results)
+    if records is not None:
+        payload["records"] = records.state_dict()
     name = f"experience_{next_exp}.pth"
     if epoch is not None:
         mid = {k: payload[k] for k in _MID_KEYS}
