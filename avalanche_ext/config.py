@@ -9,8 +9,9 @@ from typing import Any
 
 from mmengine.config import Config
 
+from avalanche_ext.config_files import config_files, helper_variables
 from avalanche_ext.errors import ConfigError
-from avalanche_ext.strict import check_keys, resolve_pipelines
+from avalanche_ext.strict import TOP_LEVEL_KEYS, check_keys, resolve_pipelines
 
 __all__ = ["load_config", "resolve_config_path", "validate_config", "REQUIRED_KEYS"]
 
@@ -109,6 +110,7 @@ def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Con
         ConfigError: missing file, syntax error, failing custom import, invalid key or value.
     """
     resolved = resolve_config_path(path)
+    files = config_files(resolved)  # a _base_ cycle is named here, not as a RecursionError
     try:
         cfg = Config.fromfile(str(resolved), import_custom_modules=False)
     except (SyntaxError, FileNotFoundError, KeyError, TypeError, ValueError, AttributeError) as err:
@@ -116,6 +118,7 @@ def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Con
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     import_custom_modules(cfg)
+    cfg._helper_keys = sorted(helper_variables(files, list(cfg.keys()), TOP_LEVEL_KEYS))
     check_keys(cfg)
     validate_config(cfg)
     resolve_pipelines(cfg)  # after merging: a leaf's or --cfg-options' pipeline wins

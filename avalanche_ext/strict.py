@@ -1,10 +1,13 @@
 """Strict configs: every top-level key is known or a deliberate helper variable, pipelines are
 resolved after merging, and the dumped ``config.py`` holds only what the run used.
 
-Convention (decided by the lead): a helper variable of a config file starts with an underscore
-(``_gate = dict(...)``, ``_batch_size = 128``); the key check ignores it and the dumped config drops
-it (its value already lives in the dicts that use it). Any other top-level name must be one of
-:data:`TOP_LEVEL_KEYS`; a typo such as ``chekpoint_config`` ends with exit 2 and "did you mean".
+Helper variables: a top-level name that starts with an underscore (``_gate = dict(...)``), or one
+that another key of the config or of its ``_base_`` files reads, as OpenMMLab configs write them
+(``img_norm_cfg = dict(...)`` then ``dict(type='Normalize', **img_norm_cfg)``;
+:func:`avalanche_ext.config_files.helper_variables`). The key check accepts them and the dumped
+config drops them (their values already live in the dicts that use them). Any other top-level name
+must be one of :data:`TOP_LEVEL_KEYS`; a typo such as ``chekpoint_config``, which nothing reads,
+ends with exit 2 and "did you mean".
 
 ``train_pipeline`` / ``test_pipeline`` are resolved when the scenario is built, not when the base
 file is parsed: a scenario without ``train_transform`` (or with ``train_transform='train_pipeline'``)
@@ -74,18 +77,19 @@ def did_you_mean(name: str, valid: list[str] | set[str]) -> str:
 
 
 def check_keys(cfg: Config) -> None:
-    """Rejects unknown top-level keys (helper variables start with ``_``) and unknown
-    ``checkpoint_config`` keys.
+    """Rejects unknown top-level keys (helper variables: a leading ``_``, or listed in
+    ``cfg._helper_keys``) and unknown ``checkpoint_config`` keys.
 
     Raises:
         ConfigError: naming the key and the closest known one.
     """
+    helpers = set(cfg.get("_helper_keys") or [])
     for key in cfg.keys():
-        if key.startswith("_") or key in TOP_LEVEL_KEYS:
+        if key.startswith("_") or key in TOP_LEVEL_KEYS or key in helpers:
             continue
         raise ConfigError(
             f"{key}: unknown top-level key{did_you_mean(key, TOP_LEVEL_KEYS)} "
-            "(helper variables must start with '_')"
+            "(no other key reads it, so it is not a helper variable either)"
         )
     ckpt = cfg.get("checkpoint_config")
     if ckpt is not None and not isinstance(ckpt, dict):
@@ -180,7 +184,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def dump_config(cfg: Config, path: str | os.PathLike) -> None:
-    """Writes the merged config without its ``_`` helper variables, atomically."""
-    clean = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}
+    """Writes the merged config without its helper variables, atomically."""
+    helpers = set(cfg.get("_helper_keys") or [])
+    clean = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and k not in helpers}
     text = Config(clean).pretty_text
     atomic_write_text(path, text)
