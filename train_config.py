@@ -152,6 +152,9 @@ def _run_seeds(args: argparse.Namespace, cfg, run) -> int:
 
     if args.seed is not None or args.resume or args.dry_run:
         raise ConfigError("--seeds: cannot be combined with --seed, --resume or --dry-run")
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:  # the summary's mean and std would count one run twice
+        raise ConfigError(f"--seeds: seed {repeated[0]} is given twice; give each seed once")
     work = Path(args.work_dir or cfg.get("work_dir") or Path("work_dirs") / Path(args.config).stem)
     runs = []
     for seed in args.seeds:

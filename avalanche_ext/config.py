@@ -13,7 +13,13 @@ from avalanche_ext.config_files import config_files, helper_variables
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.strict import TOP_LEVEL_KEYS, check_keys, resolve_pipelines
 
-__all__ = ["load_config", "resolve_config_path", "validate_config", "REQUIRED_KEYS"]
+__all__ = [
+    "REQUIRED_KEYS",
+    "check_epoch_plan",
+    "load_config",
+    "resolve_config_path",
+    "validate_config",
+]
 
 REQUIRED_KEYS = ("scenario", "model", "cl_strategy")
 # key -> (expected python types, description) for the values that must have a given type.
@@ -97,6 +103,24 @@ def validate_config(cfg: Config) -> None:
     scenario = cfg["scenario"]
     if "type" not in scenario and "dataset_type" not in scenario:
         raise ConfigError("scenario.type: missing required key (or its alias dataset_type)")
+
+
+def check_epoch_plan(plan: Any, num_experiences: int) -> None:
+    """``cl_strategy.train_epochs`` against the stream once it is built.
+
+    A list gives one count per experience, its last entry repeated for the rest (``[6, 3]``: 6
+    epochs on the base experience, 3 on every later one), so a shorter list is the documented
+    shorthand; a longer one names experiences the stream does not have, which is refused rather
+    than silently ignored.
+
+    Raises:
+        ConfigError: a list with more entries than the stream has experiences.
+    """
+    if isinstance(plan, (list, tuple)) and len(plan) > num_experiences:
+        raise ConfigError(
+            f"cl_strategy.train_epochs: {len(plan)} entries for a stream of {num_experiences} "
+            f"experience(s); give at most one per experience (the last is repeated)"
+        )
 
 
 def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Config:

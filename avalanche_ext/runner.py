@@ -36,6 +36,7 @@ from avalanche_ext.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from avalanche_ext.config import check_epoch_plan
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.metrics.discovery import map_predictions, training_mapping
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
@@ -270,6 +271,9 @@ class Experiment:
         )
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
+        check_epoch_plan(
+            cfg.cl_strategy.get("train_epochs"), len(self.scenario.benchmark.train_stream)
+        )
         self.eval_streams = _select_eval_streams(self.scenario, cfg.get("eval_streams"))
         self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"), seed=self.seed)
         self.ddp_kwargs = distributed.wrapper_kwargs(cfg.get("model_wrapper_cfg"))

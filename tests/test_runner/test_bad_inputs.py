@@ -41,6 +41,8 @@ def earlier(tmp_path_factory) -> Path:
     (bad / "no_model.py").write_text(f"_base_ = [{S!r}]\nmodel = None\n")
     (bad / "no_type.py").write_text(f"_base_ = [{S!r}]\nscenario = dict(_delete_=True, seed=0)\n")
     (bad / "a_file").write_text("not a folder")
+    (bad / "cycle_a.py").write_text(f"_base_ = ['cycle_b.py', {S!r}]\n")
+    (bad / "cycle_b.py").write_text("_base_ = ['cycle_a.py']\n")
     return work
 
 
@@ -228,6 +230,13 @@ CASES = [
         "configs/clear/cifar_clear_resnet32_streaming.py::scenario.dataset_root=/nonexistent/clear",
         "/nonexistent/clear",
     ),
+    (
+        "train-epochs-list-longer-than-the-stream",
+        ["--cfg-options", "cl_strategy.train_epochs=[1,1,1,1,1]"],
+        "cl_strategy.train_epochs: 5 entries for a stream of 3",
+    ),
+    ("duplicate-seeds", ["--seeds", "1", "1"], "--seeds: seed 1 is given twice"),
+    ("base-cycle", "{bad}/cycle_a.py", "cycle_a.py -> "),
     # --- checkpoints
     ("resume-truncated", ["--resume", "{bad}/truncated.pth"], "truncated.pth"),
     ("resume-foreign", ["--resume", "{bad}/foreign.pth"], "foreign.pth"),
