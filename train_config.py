@@ -24,7 +24,7 @@ if os.getcwd() not in sys.path:
     sys.path.insert(1, os.getcwd())  # so custom_imports finds the user's own modules
 
 import avalanche_ext  # noqa: E402, F401  (import fixes first, before mmengine/torchvision)
-from avalanche_ext.errors import ConfigError  # noqa: E402
+from avalanche_ext.errors import ConfigError, RunFailed  # noqa: E402
 from avalanche_ext.safety import Interrupted  # noqa: E402
 
 EXIT_USER_ERROR = 2
@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except RunFailed as err:  # diverged, disk full: results.json says "failed" and why
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     except Interrupted as err:
         return err.exit_code  # the runner printed where the checkpoint is and how to resume
     except KeyboardInterrupt:

@@ -6,10 +6,12 @@ run logs the same forgetting/accuracy values as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
 import re
+import shutil
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from avalanche_ext.errors import ConfigError
+from avalanche_ext.errors import ConfigError, WriteFailed
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -151,13 +153,35 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Writes atomically (temp file + rename): a crash never leaves a truncated checkpoint behind."""
+def save_checkpoint(
+    path: str | os.PathLike, payload: dict[str, Any], latest: str | os.PathLike | None = None
+) -> None:
+    """Writes atomically (temp file + rename): a crash never leaves a truncated checkpoint behind.
+
+    Args:
+        path: the checkpoint file.
+        payload: its content (state dicts, tensors and plain types).
+        latest: also (re)placed by a copy of the checkpoint, atomically (``latest.pth``).
+
+    Raises:
+        WriteFailed: disk full, quota or an unwritable folder (torch's writer reports a full disk
+            as a ``RuntimeError``); the temporary file is removed, earlier files are untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+        os.replace(tmp, path)
+        if latest is not None:
+            tmp = Path(latest).with_name(Path(latest).name + ".tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, latest)
+    except (OSError, RuntimeError) as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) else str(err).strip().splitlines()[0]
+        raise WriteFailed(str(tmp.with_suffix("")), reason or type(err).__name__) from None
 
 
 def load_checkpoint(path: str | os.PathLike, key: str = "resume") -> dict[str, Any]:

@@ -14,7 +14,6 @@ import os
 import platform
 import random
 import re
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -38,9 +37,11 @@ from avalanche_ext.checkpoint import (
 )
 from avalanche_ext.config import check_epoch_plan
 from avalanche_ext.errors import ConfigError
+from avalanche_ext.failures import recording_failures
 from avalanche_ext.metrics.discovery import map_predictions, training_mapping
 from avalanche_ext.metrics.long_tail import confusion_matrix, per_class_accuracy
 from avalanche_ext.ncd_state import DiscoveryState, discovery_state
+from avalanche_ext.non_finite import NonFiniteGuard
 from avalanche_ext.probe import probe_model, probe_plugins
 from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
 from avalanche_ext.registry import LOGGERS, check_arguments, resolve_type
@@ -414,7 +415,7 @@ def run(
     else:
         run_dir = distributed.run_on_main(make_run_dir, work)  # rank 0 alone writes
     try:
-        with StopRequest() as stop:
+        with recording_failures(run_dir, config_path, distributed.is_main()), StopRequest() as stop:
             return _train(
                 exp, cfg, run_dir, checkpoint, config_path, say, t_start, stop, fresh_plugins_ok
             )
@@ -472,6 +473,7 @@ def _train(
     )
     # Last, so that checkpointed plugin names keep their positions and replay loaders exist.
     strategy.plugins.extend(runtime_plugins(exp.runtime, exp.seed, exp.device, say, exp.model))
+    strategy.plugins.append(NonFiniteGuard(exp.runtime.on_non_finite, say))  # sees the final loss
     # The one object the plugins share (docs/contracts.md), and a known-classes-only view of the
     # scenario: nothing reachable from training code counts or names the novel classes.
     strategy.ncd = DiscoveryState(
@@ -705,9 +707,7 @@ def _save(
         payload = {**(start or {}), "mid": mid}
         name = f"experience_{next_exp}_epoch_{epoch}.pth"
     ckpt_dir = run_dir / "checkpoints"
-    save_checkpoint(ckpt_dir / name, payload)
-    shutil.copyfile(ckpt_dir / name, ckpt_dir / "latest.tmp")
-    os.replace(ckpt_dir / "latest.tmp", ckpt_dir / "latest.pth")
+    save_checkpoint(ckpt_dir / name, payload, latest=ckpt_dir / "latest.pth")
     return ckpt_dir / name
 
 

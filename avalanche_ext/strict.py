@@ -17,6 +17,7 @@ overriding ``train_pipeline`` takes effect.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 
 from mmengine.config import Config
 
-from avalanche_ext.errors import ConfigError
+from avalanche_ext.errors import ConfigError, WriteFailed
 
 __all__ = [
     "TOP_LEVEL_KEYS",
@@ -59,6 +60,7 @@ TOP_LEVEL_KEYS: set[str] = {
     "discovery",
     "long_tail",
     "custom_imports",
+    "runtime",
 }
 CHECKPOINT_KEYS = {"interval", "epoch_interval"}
 # scenario key -> the top-level pipeline it defaults to.
@@ -166,14 +168,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 
     Returns:
         ``path``.
+
+    Raises:
+        WriteFailed: the file system refused the write (``path`` untouched, no temporary left).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        with contextlib.suppress(OSError):  # a folder made read-only keeps its temporary file
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):  # disk full, quota, a folder that became unwritable
+            raise WriteFailed(str(path), err.strerror or str(err)) from None
         raise
     return path
 
