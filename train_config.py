@@ -2,7 +2,8 @@
 """Run one continual-learning experiment from an OpenMMLab-style config.
 
     python train_config.py CONFIG [--device cpu|cuda|cuda:N] [--work-dir DIR]
-        [--cfg-options k=v ...] [--seed N | --seeds N N ...] [--resume [PATH]] [--dry-run]
+        [--cfg-options k=v ...] [--seed N | --seeds N N ...] [--resume [PATH]]
+        [--resume-with-changes] [--dry-run]
         [--debug]
         [--launcher none|pytorch]
     torchrun --nproc_per_node N train_config.py CONFIG --launcher pytorch [...]
@@ -63,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="continue the newest run of the work dir, or the given checkpoint/run folder",
     )
     parser.add_argument(
+        "--resume-with-changes",
+        action="store_true",
+        help="with --resume: continue even though the config differs from the run's own "
+        "(the differences are listed; the new config becomes the run's config.py)",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="build everything, train nothing, print the streams as JSON",
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             work_dir=args.work_dir,
             seed=args.seed,
             resume=args.resume,
+            resume_with_changes=args.resume_with_changes,
             dry_run=args.dry_run,
             config_path=args.config,
             progress=(lambda msg: print(msg, file=sys.stderr, flush=True))

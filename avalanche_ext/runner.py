@@ -45,6 +45,7 @@ from avalanche_ext.non_finite import NonFiniteGuard
 from avalanche_ext.probe import probe_model, probe_plugins
 from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
 from avalanche_ext.registry import LOGGERS, check_arguments, resolve_type
+from avalanche_ext.resume_config import check_resume_config
 from avalanche_ext.runtime import parse_runtime, runtime_plugins
 from avalanche_ext.safety import (
     EpochCheckpointer,
@@ -367,6 +368,7 @@ def run(
     config_path: str | None = None,
     progress: Callable[[str], None] | None = None,
     fresh_plugins_ok: bool = False,
+    resume_with_changes: bool = False,
 ) -> dict[str, Any]:
     """Runs one experiment.
 
@@ -382,6 +384,8 @@ def run(
         fresh_plugins_ok: on resume, plugins absent from the checkpoint start fresh instead of
             being refused (API only: ``benchmarks/ncd_ablation.py`` resumes one base experience
             into runs with other plugins).
+        resume_with_changes: on resume, a config that differs from the run's saved ``config.py``
+            is accepted (and becomes the run's) instead of refused.
 
     Returns:
         The results dict (also written to ``<run_dir>/results.json``), or the description on dry run.
@@ -412,6 +416,7 @@ def run(
             raise ConfigError(f"--resume: {ckpt_path} is not an avalanche-ext checkpoint")
         check_resume_fits(checkpoint, exp, ckpt_path, fresh_plugins_ok)
         run_dir = ckpt_path.parent.parent
+        check_resume_config(run_dir, cfg, resume_with_changes, say, distributed.is_main())
     else:
         run_dir = distributed.run_on_main(make_run_dir, work)  # rank 0 alone writes
     try:

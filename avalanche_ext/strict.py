@@ -37,6 +37,7 @@ __all__ = [
     "scenario_config",
     "resolve_pipelines",
     "dump_config",
+    "dumped_text",
     "atomic_write",
     "atomic_write_text",
     "did_you_mean",
@@ -191,9 +192,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def dump_config(cfg: Config, path: str | os.PathLike) -> None:
-    """Writes the merged config without its helper variables, atomically."""
+def dumped_text(cfg: Config) -> str:
+    """The merged config as Python text, without its helper variables."""
     helpers = set(cfg.get("_helper_keys") or [])
     clean = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and k not in helpers}
-    text = Config(clean).pretty_text
-    atomic_write_text(path, text)
+    return Config(clean).pretty_text
+
+
+def dump_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Writes the merged config without its helper variables, atomically."""
+    atomic_write_text(path, dumped_text(cfg))

@@ -243,6 +243,16 @@ CASES = [
     ("resume-missing-path", ["--resume", "/nonexistent/run"], "/nonexistent/run"),
     ("resume-other-seed", ["--resume", "{run}", "--seed", "5"], "seed"),
     (
+        "resume-changed-learning-rate",
+        ["--resume", "{run}", "--cfg-options", "cl_strategy.optimizer.lr=0.5"],
+        "cl_strategy.optimizer.lr: 0.05 -> 0.5",
+    ),
+    (
+        "resume-changed-scenario",
+        ["--resume", "{run}", "--cfg-options", "scenario.seed=1"],
+        "scenario.seed: 0 -> 1",
+    ),
+    (
         "resume-other-model",
         ["--resume", "{run}", "--cfg-options", "model.backbone.depth=14"],
         "another model",
