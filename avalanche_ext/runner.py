@@ -158,7 +158,7 @@ def find_resume_checkpoint(
     path: str | os.PathLike | None, work_dir: str | os.PathLike, say: Callable | None = None
 ) -> Path:
     """The checkpoint to resume: ``path`` (a file, or a run folder), else the newest run of
-    ``work_dir``; in a run folder the furthest checkpoint that loads
+    ``work_dir`` (a folder with ``config.py``); in a run folder the furthest checkpoint that loads
     (:func:`~avalanche_ext.checkpoint.newest_good_checkpoint`, which tells ``say`` what it skipped).
 
     Raises:
@@ -173,14 +173,17 @@ def find_resume_checkpoint(
     else:
         work = Path(work_dir)
         if work.is_dir():
-            candidates = sorted(
-                (d for d in work.iterdir() if d.is_dir() and not d.is_symlink()),
-                key=lambda d: d.name,
-                reverse=True,
-            )
+            runs = (d for d in work.iterdir() if d.is_dir() and not d.is_symlink())
+            runs = [d for d in runs if (d / "config.py").is_file() or (d / "checkpoints").is_dir()]
+            candidates = sorted(runs, key=lambda d: d.name, reverse=True)[:1]  # the newest only
     for run_dir in candidates:
         if any((run_dir / "checkpoints").glob("*.pth")):
             return newest_good_checkpoint(run_dir / "checkpoints", say)
+        if not path:  # never an older run in its place: that one may well be finished
+            raise ConfigError(
+                f"--resume: the newest run {run_dir} stopped before its first checkpoint; start "
+                "it again without --resume (or pass --resume RUN_FOLDER for another run)"
+            )
     where = path or work_dir
     raise ConfigError(
         f"--resume: no checkpoint found in {where} (expected <run>/checkpoints/latest.pth)"

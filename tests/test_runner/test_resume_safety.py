@@ -109,3 +109,13 @@ def test_config_changes_names_dotted_keys_and_list_items():
         "d[0].k: 1 -> 2",
         "e: '<absent>' -> 0",
     ]
+
+
+def test_a_newest_run_without_checkpoints_is_named_not_replaced_by_an_older_one(copy):
+    newer = copy.parent / "29991231_235959"
+    newer.mkdir()
+    (newer / "config.py").write_text((copy / "config.py").read_text())  # killed before its first
+    proc = run_main(S, "--work-dir", str(copy.parent), "--resume", "--cfg-options", *TINY)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+    assert f"the newest run {newer} stopped before its first checkpoint" in errors[0]
