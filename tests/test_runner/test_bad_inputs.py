@@ -15,15 +15,10 @@ import torch
 import train_config
 from avalanche_ext.config import load_config
 from avalanche_ext.runner import run
-from tests.conftest import SYNTHETIC_CONFIG
+from tests.conftest import SYNTHETIC_CONFIG, TINY_OPTIONS
 
 S = str(SYNTHETIC_CONFIG)
-TINY = [
-    "scenario.images_per_class=6",
-    "scenario.test_images_per_class=2",
-    "scenario.image_size=8",
-    "loggers=[]",
-]
+TINY = TINY_OPTIONS
 
 
 @pytest.fixture(scope="module")

@@ -20,19 +20,13 @@ from avalanche_ext.config import load_config
 from avalanche_ext.non_finite import first_non_finite
 from avalanche_ext.registry import PLUGINS
 from avalanche_ext.runner import run
-from tests.conftest import REPO, SYNTHETIC_CONFIG, run_main
+from tests.conftest import REPO, SYNTHETIC_CONFIG, TINY_OPTIONS, run_main
 
 S = str(SYNTHETIC_CONFIG)
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the configs' custom_imports find disk_limit.py here
     sys.path.insert(0, str(HERE))
-TINY = [
-    "scenario.images_per_class=6",
-    "scenario.test_images_per_class=2",
-    "scenario.image_size=8",
-    "loggers=[]",
-    "cl_strategy.train_mb_size=4",  # three iterations an epoch
-]
+TINY = [*TINY_OPTIONS, "cl_strategy.train_mb_size=4"]  # three iterations an epoch
 
 
 @PLUGINS.register_module(name="_PoisonPlugin", force=True)

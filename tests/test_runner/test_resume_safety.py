@@ -11,15 +11,10 @@ from pathlib import Path
 import pytest
 
 from avalanche_ext.resume_config import config_changes
-from tests.conftest import SYNTHETIC_CONFIG, run_main
+from tests.conftest import SYNTHETIC_CONFIG, TINY_OPTIONS, run_main
 
 S = str(SYNTHETIC_CONFIG)
-TINY = [
-    "scenario.images_per_class=6",
-    "scenario.test_images_per_class=2",
-    "scenario.image_size=8",
-    "loggers=[]",
-]
+TINY = TINY_OPTIONS
 COMPARED = ("accuracy_matrix", "final", "per_class_accuracy", "confusion_matrix")
 
 
