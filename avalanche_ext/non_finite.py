@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from avalanche.core import SupervisedPlugin
 
+from avalanche_ext.distributed import all_reduce
 from avalanche_ext.errors import RunFailed
 
 __all__ = ["NON_FINITE_CHOICES", "NonFiniteError", "NonFiniteGuard", "first_non_finite"]
@@ -69,9 +70,10 @@ class NonFiniteGuard(SupervisedPlugin, supports_distributed=True):
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
         loss = strategy.loss.detach()
-        if bool(torch.isfinite(loss).all()):
+        finite = torch.isfinite(loss).all().to(torch.int32)
+        if bool(all_reduce(finite, "min")):  # every rank decides alike (no rank left waiting)
             return
-        value = f"{float(loss.float().sum()):g}"
+        value = f"{float(loss.float().sum()):g}"  # finite here when another rank's loss was not
         where = _where(strategy)
         if self.on_non_finite == "stop":
             raise NonFiniteError(
