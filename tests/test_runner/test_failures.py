@@ -150,3 +150,36 @@ def test_a_disk_that_refuses_writes_mid_run_is_one_error_line_and_loses_nothing(
     full = run(load_config(leaf, options), work_dir=str(tmp_path / "full"))
     resumed = run(load_config(leaf, options), work_dir=str(work), resume=True)
     assert resumed["accuracy_matrix"] == full["accuracy_matrix"]
+
+
+def test_a_checkpoint_folder_that_became_unwritable_is_named_and_leaves_nothing(tmp_path):
+    from avalanche_ext.checkpoint import save_checkpoint
+    from avalanche_ext.errors import WriteFailed
+
+    ckpts = tmp_path / "checkpoints"
+    save_checkpoint(ckpts / "experience_1.pth", {"x": torch.ones(3)}, latest=ckpts / "latest.pth")
+    before = {p.name: p.read_bytes() for p in ckpts.iterdir()}
+    (ckpts / "experience_2.pth.tmp").mkdir()  # the temporary file cannot be created
+    with pytest.raises(WriteFailed, match=r"cannot write .*experience_2\.pth \("):
+        save_checkpoint(
+            ckpts / "experience_2.pth", {"x": torch.ones(3)}, latest=ckpts / "latest.pth"
+        )
+    (ckpts / "experience_2.pth.tmp").rmdir()
+    assert {p.name: p.read_bytes() for p in ckpts.iterdir()} == before
+
+
+def test_a_logger_stream_on_a_full_disk_becomes_a_failed_run(tmp_path):
+    import errno
+
+    from avalanche_ext.errors import WriteFailed
+    from avalanche_ext.failures import recording_failures
+
+    log = tmp_path / "run.log"
+    with pytest.raises(WriteFailed, match=f"cannot write {log} \\(No space left on device\\)"):
+        with recording_failures(tmp_path, "cfg.py"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(log))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "failed" and results["checkpoint"] is None
+    with pytest.raises(OSError, match="not a write"):  # other OS errors are not rewritten
+        with recording_failures(tmp_path, "cfg.py"):
+            raise OSError(errno.EBADF, "not a write")
