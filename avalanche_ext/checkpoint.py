@@ -1,7 +1,9 @@
 """Checkpoints that ``torch.load(weights_only=True)`` can read: state dicts, tensors and plain types.
 
 Also snapshots the state of Avalanche's evaluation metrics and clock (plain attributes), so a resumed
-run logs the same forgetting/accuracy values as an uninterrupted one.
+run logs the same forgetting/accuracy values as an uninterrupted one. Writes are atomic and a refused
+write is a :class:`~avalanche_ext.errors.WriteFailed` naming the file; loads check every record's
+CRC, and :func:`newest_good_checkpoint` picks the furthest checkpoint of a run folder that loads.
 """
 
 from __future__ import annotations

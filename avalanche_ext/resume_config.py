@@ -80,7 +80,11 @@ def check_resume_config(
     if not saved_path.is_file():
         say(f"--resume: {saved_path} is missing; the config cannot be compared with the run's")
         return []
-    saved = _comparable(saved_path.read_text(encoding="utf-8"))
+    try:
+        saved = _comparable(saved_path.read_text(encoding="utf-8"))
+    except Exception as err:  # noqa: BLE001 - a damaged config.py must not block the resume
+        say(f"--resume: {saved_path} cannot be read ({type(err).__name__}); not compared")
+        return []
     changes = config_changes(saved, _comparable(dumped_text(cfg)))
     if not changes:
         return []
