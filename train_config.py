@@ -121,16 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             if distributed.is_main()
             else None,
         )
-    except ConfigError as err:
+    except (ConfigError, RunFailed) as err:  # RunFailed: diverged, disk full (results.json says)
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except RunFailed as err:  # diverged, disk full: results.json says "failed" and why
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return err.exit_code if isinstance(err, RunFailed) else EXIT_USER_ERROR
     except Interrupted as err:
         return err.exit_code  # the runner printed where the checkpoint is and how to resume
     except KeyboardInterrupt:
@@ -139,23 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         main_process = distributed.is_main()
         distributed.teardown()
-    if not main_process:  # rank 0 alone prints the summary
-        return 0
-    if args.dry_run:
-        print(json.dumps(result, indent=2))
-    else:
-        final = result.get("final", {})
-        print(
-            json.dumps(
-                {
-                    "run_dir": result.get("run_dir"),
-                    "final": final,
-                    "report": result.get("artifacts", {}).get("report_md"),
-                },
-                indent=2,
-            )
-        )
+    if main_process:  # rank 0 alone prints the summary
+        _print_summary(result, args.dry_run)
     return 0
+
+
+def _print_summary(result: dict, dry_run: bool) -> None:
+    """The dry run's description, or where the run is and its headline numbers, as JSON."""
+    if dry_run:
+        print(json.dumps(result, indent=2))
+        return
+    summary = {
+        "run_dir": result.get("run_dir"),
+        "final": result.get("final", {}),
+        "report": result.get("artifacts", {}).get("report_md"),
+    }
+    print(json.dumps(summary, indent=2))
 
 
 def _run_seeds(args: argparse.Namespace, cfg, run) -> int:
