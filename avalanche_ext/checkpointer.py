@@ -25,7 +25,6 @@ import copy
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from avalanche_ext.checkpoint import (
 )
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.ncd_state import discovery_state
+from avalanche_ext.recorder import RecordStore
 from avalanche_ext.run_record import RunRecord
 from avalanche_ext.signals import StopRequest
 from avalanche_ext.utils.jsonable import to_jsonable
@@ -379,6 +379,7 @@ class Checkpointer:
         interval: write ``experience_{k}.pth`` every ``interval`` experiences (0: never; the last
             and an interrupted experience are always written when not 0 or stopped).
         epoch_interval: write ``experience_{k}_epoch_{e}.pth`` every ``epoch_interval`` epochs.
+        records: the run's evaluation predictions (kept in the last experience's checkpoint).
     """
 
     def __init__(
@@ -393,8 +394,10 @@ class Checkpointer:
         stop: StopRequest,
         interval: int = 0,
         epoch_interval: int = 0,
+        records: RecordStore | None = None,
     ):
         self.dir = Path(run_dir) / "checkpoints"
+        self.records = records  # the evaluation predictions, saved with the last experience
         self.model, self.configured, self.seed = model, list(configured), seed
         self.strategy, self.evaluator, self.record, self.stop = strategy, evaluator, record, stop
         self.interval = int(interval or 0)
@@ -430,9 +433,7 @@ class Checkpointer:
         self.start = copy.deepcopy(self.payload(index))
 
     def _write(self, name: str, payload: dict[str, Any]) -> Path:
-        save_checkpoint(self.dir / name, payload)
-        shutil.copyfile(self.dir / name, self.dir / "latest.tmp")
-        os.replace(self.dir / "latest.tmp", self.dir / "latest.pth")
+        save_checkpoint(self.dir / name, payload, latest=self.dir / "latest.pth")
         return self.dir / name
 
     def save_epoch(self, epoch: int) -> str:
@@ -454,9 +455,11 @@ class Checkpointer:
         stopping = bool(self.stop) and not is_last
         if not (due or stopping):
             return
-        saved = (
-            self._write(f"experience_{index + 1}.pth", self.payload(index + 1)) if writes else None
-        )
+        payload = self.payload(index + 1) if writes else None
+        if payload is not None and is_last and self.records is not None:
+            # the last evaluation: a resume after the last experience finishes from this alone
+            payload["records"] = self.records.state_dict()
+        saved = self._write(f"experience_{index + 1}.pth", payload) if writes else None
         if stopping:
             raise self.stop.interrupted(str(saved))
 
@@ -480,6 +483,8 @@ class Checkpointer:
             self.record.load_state_dict(ckpt["run_record"])
         else:
             self.record.load_legacy(ckpt["results"])
+        if self.records is not None:
+            self.records.load_state_dict(ckpt.get("records") or [])
         set_rng_state(ckpt["rng"])
         if ckpt.get("mid"):
             self.epochs.start_epoch = int(ckpt["mid"]["epoch"])

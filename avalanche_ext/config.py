@@ -9,10 +9,17 @@ from typing import Any
 
 from mmengine.config import Config
 
+from avalanche_ext.config_files import config_files, helper_variables
 from avalanche_ext.errors import ConfigError
-from avalanche_ext.strict import check_keys, resolve_pipelines
+from avalanche_ext.strict import TOP_LEVEL_KEYS, check_keys, resolve_pipelines
 
-__all__ = ["load_config", "resolve_config_path", "validate_config", "REQUIRED_KEYS"]
+__all__ = [
+    "REQUIRED_KEYS",
+    "check_epoch_plan",
+    "load_config",
+    "resolve_config_path",
+    "validate_config",
+]
 
 REQUIRED_KEYS = ("scenario", "model", "cl_strategy")
 # key -> (expected python types, description) for the values that must have a given type.
@@ -98,6 +105,24 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("scenario.type: missing required key (or its alias dataset_type)")
 
 
+def check_epoch_plan(plan: Any, num_experiences: int) -> None:
+    """``cl_strategy.train_epochs`` against the stream once it is built.
+
+    A list gives one count per experience, its last entry repeated for the rest (``[6, 3]``: 6
+    epochs on the base experience, 3 on every later one), so a shorter list is the documented
+    shorthand; a longer one names experiences the stream does not have, which is refused rather
+    than silently ignored.
+
+    Raises:
+        ConfigError: a list with more entries than the stream has experiences.
+    """
+    if isinstance(plan, (list, tuple)) and len(plan) > num_experiences:
+        raise ConfigError(
+            f"cl_strategy.train_epochs: {len(plan)} entries for a stream of {num_experiences} "
+            f"experience(s); give at most one per experience (the last is repeated)"
+        )
+
+
 def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Config:
     """Loads a config file (with ``_base_`` inheritance and ``custom_imports``) and validates it.
 
@@ -109,6 +134,7 @@ def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Con
         ConfigError: missing file, syntax error, failing custom import, invalid key or value.
     """
     resolved = resolve_config_path(path)
+    files = config_files(resolved)  # a _base_ cycle is named here, not as a RecursionError
     try:
         cfg = Config.fromfile(str(resolved), import_custom_modules=False)
     except (SyntaxError, FileNotFoundError, KeyError, TypeError, ValueError, AttributeError) as err:
@@ -116,6 +142,7 @@ def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Con
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     import_custom_modules(cfg)
+    cfg._helper_keys = sorted(helper_variables(files, list(cfg.keys()), TOP_LEVEL_KEYS))
     check_keys(cfg)
     validate_config(cfg)
     resolve_pipelines(cfg)  # after merging: a leaf's or --cfg-options' pipeline wins

@@ -94,6 +94,33 @@ class RecordStore:
     def stream_names(self) -> list[str]:
         return sorted({k[0] for k in self._targets})
 
+    def state_dict(self) -> list[dict]:
+        """The records as plain tensors (one entry per stream and experience), so a checkpoint
+        written after the last evaluation can finish the run without evaluating again."""
+        return [
+            {
+                "stream": name,
+                "experience": index,
+                "targets": torch.cat(self._targets[(name, index)]),
+                "preds": torch.cat(self._preds[(name, index)]),
+                "logits": torch.cat(self._logits[(name, index)])
+                if self._logits.get((name, index))
+                else None,
+            }
+            for name, index in sorted(self._targets)
+        ]
+
+    def load_state_dict(self, state: list[dict]) -> None:
+        """Replaces the records with a :meth:`state_dict` snapshot."""
+        for table in (self._targets, self._preds, self._logits):
+            table.clear()
+        for entry in state:
+            key = (str(entry["stream"]), int(entry["experience"]))
+            self._targets[key] = [entry["targets"]]
+            self._preds[key] = [entry["preds"]]
+            if entry.get("logits") is not None:
+                self._logits[key] = [entry["logits"]]
+
 
 class PredictionRecorder(SupervisedPlugin, supports_distributed=True):
     """Writes each evaluation minibatch into ``store`` while one is attached: the runner attaches

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from avalanche_ext.checkpoint import load_checkpoint
+from avalanche_ext.checkpoint import load_checkpoint, newest_good_checkpoint
 from avalanche_ext.errors import ConfigError
 from avalanche_ext.signals import Interrupted
 from avalanche_ext.strict import atomic_write_text
@@ -60,11 +60,15 @@ def point_latest(run_dir: Path) -> None:
         os.replace(tmp, latest)
 
 
-def find_resume_checkpoint(path: str | os.PathLike | None, work_dir: str | os.PathLike) -> Path:
-    """The checkpoint to resume: ``path`` (a file, or a run folder), else the newest run of ``work_dir``.
+def find_resume_checkpoint(
+    path: str | os.PathLike | None, work_dir: str | os.PathLike, say: Callable | None = None
+) -> Path:
+    """The checkpoint to resume: ``path`` (a file, or a run folder), else the newest run of
+    ``work_dir`` (a folder with ``config.py``); in a run folder the furthest checkpoint that loads
+    (:func:`~avalanche_ext.checkpoint.newest_good_checkpoint`, which tells ``say`` what it skipped).
 
     Raises:
-        ConfigError: no checkpoint to resume from.
+        ConfigError: no checkpoint to resume from, or none of the run folder's loads.
     """
     candidates: list[Path] = []
     if path:
@@ -75,15 +79,17 @@ def find_resume_checkpoint(path: str | os.PathLike | None, work_dir: str | os.Pa
     else:
         work = Path(work_dir)
         if work.is_dir():
-            candidates = sorted(
-                (d for d in work.iterdir() if d.is_dir() and not d.is_symlink()),
-                key=lambda d: d.name,
-                reverse=True,
-            )
+            runs = (d for d in work.iterdir() if d.is_dir() and not d.is_symlink())
+            runs = [d for d in runs if (d / "config.py").is_file() or (d / "checkpoints").is_dir()]
+            candidates = sorted(runs, key=lambda d: d.name, reverse=True)[:1]  # the newest only
     for run_dir in candidates:
-        ckpt = run_dir / "checkpoints" / "latest.pth"
-        if ckpt.is_file():
-            return ckpt
+        if any((run_dir / "checkpoints").glob("*.pth")):
+            return newest_good_checkpoint(run_dir / "checkpoints", say)
+        if not path:  # never an older run in its place: that one may well be finished
+            raise ConfigError(
+                f"--resume: the newest run {run_dir} stopped before its first checkpoint; start "
+                "it again without --resume (or pass --resume RUN_FOLDER for another run)"
+            )
     where = path or work_dir
     raise ConfigError(
         f"--resume: no checkpoint found in {where} (expected <run>/checkpoints/latest.pth)"

@@ -23,11 +23,15 @@ from avalanche_ext import builders, distributed, run_folder, schedulers
 from avalanche_ext import run_results as rr
 from avalanche_ext.checkpoint import load_checkpoint
 from avalanche_ext.checkpointer import Checkpointer, check_fits, load_weights, resume_refusal
+from avalanche_ext.config import check_epoch_plan
+from avalanche_ext.failures import recording_failures
 from avalanche_ext.history import HISTORY_FILE, EpochHistory, test_evaluation
 from avalanche_ext.ncd_state import DiscoveryState
+from avalanche_ext.non_finite import NonFiniteGuard
 from avalanche_ext.probe import probe_model, probe_plugins
 from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
 from avalanche_ext.registry import LOGGERS, check_arguments, resolve_type
+from avalanche_ext.resume_config import check_resume_config
 from avalanche_ext.run_folder import find_resume_checkpoint, make_run_dir
 from avalanche_ext.run_record import RunRecord
 from avalanche_ext.runtime import parse_runtime, resolve_device, runtime_plugins, seed_everything
@@ -67,6 +71,9 @@ class Experiment:
         )
         self.model = builders.build_model(cfg.model)
         builders.check_num_classes(self.model, self.scenario)
+        check_epoch_plan(
+            cfg.cl_strategy.get("train_epochs"), len(self.scenario.benchmark.train_stream)
+        )
         self.eval_streams = select_eval_streams(self.scenario, cfg.get("eval_streams"))
         self.history_test = test_evaluation(cfg, self.scenario, self.device)  # history.test_every
         self.plugins = builders.build_plugins(cfg.cl_strategy.get("plugins"), seed=self.seed)
@@ -141,6 +148,7 @@ def run(
     config_path: str | None = None,
     progress: Callable[[str], None] | None = None,
     fresh_plugins_ok: bool = False,
+    resume_with_changes: bool = False,
 ) -> dict[str, Any]:
     """Runs one experiment.
 
@@ -156,6 +164,8 @@ def run(
         fresh_plugins_ok: on resume, plugins absent from the checkpoint start fresh instead of
             being refused (API only: ``benchmarks/ncd_ablation.py`` resumes one base experience
             into runs with other plugins).
+        resume_with_changes: on resume, a config that differs from the run's saved ``config.py``
+            is accepted (and becomes the run's) instead of refused.
 
     Returns:
         The results dict (also written to ``<run_dir>/results.json``), or the description on dry run.
@@ -173,10 +183,12 @@ def run(
         load_weights(exp.model, cfg.load_from)
     name = Path(config_path).stem if config_path else "run"
     work = Path(work_dir or cfg.get("work_dir") or Path("work_dirs") / name)
-    checkpoint, run_dir = _open_run(exp, work, resume, fresh_plugins_ok)
+    checkpoint, run_dir = _open_run(exp, work, resume, fresh_plugins_ok, say)
+    if checkpoint is not None:
+        check_resume_config(run_dir, cfg, resume_with_changes, say, distributed.is_main())
     say(f"run folder: {run_dir}")
     try:
-        with StopRequest() as stop:
+        with recording_failures(run_dir, config_path, distributed.is_main()), StopRequest() as stop:
             return _train(exp, run_dir, checkpoint, config_path, say, t_start, stop)
     except Interrupted as err:
         err.run_dir = str(run_dir)
@@ -190,12 +202,13 @@ def run(
 
 
 def _open_run(
-    exp: Experiment, work: Path, resume, fresh_plugins_ok: bool
+    exp: Experiment, work: Path, resume, fresh_plugins_ok: bool, say: Callable[[str], None]
 ) -> tuple[dict | None, Path]:
     """A new run folder, or the checked checkpoint to resume and its run folder."""
     if not resume:
         return None, distributed.run_on_main(make_run_dir, work)  # rank 0 alone writes
-    path = distributed.run_on_main(find_resume_checkpoint, None if resume is True else resume, work)
+    where = None if resume is True else resume
+    path = distributed.run_on_main(find_resume_checkpoint, where, work, say)
     ckpt = distributed.load_on_every_rank(path, lambda p: load_checkpoint(p, key="--resume"))
     check_fits(
         ckpt,
@@ -240,6 +253,7 @@ def _equip(exp: Experiment, run_dir: Path, say: Callable[[str], None]) -> _Rig:
     )
     # Last, so that replay loaders exist when the runtime plugins wrap them.
     strategy.plugins.extend(runtime_plugins(exp.runtime, exp.seed, exp.device, say, exp.model))
+    strategy.plugins.append(NonFiniteGuard(exp.runtime.on_non_finite, say))  # sees the final loss
     # The one object the plugins share (docs/contracts.md), and a known-classes-only view of the
     # scenario: nothing reachable from training code counts or names the novel classes.
     strategy.ncd = DiscoveryState(
@@ -266,7 +280,7 @@ def _train(exp, run_dir, checkpoint, config_path, say, t_start, stop) -> dict[st
     checkpointer = Checkpointer(
         run_dir, exp.model, exp.plugins, exp.seed, rig.strategy, rig.evaluator, record, stop,
         interval=int(every.get("interval", 0) or 0),
-        epoch_interval=int(every.get("epoch_interval", 0) or 0),
+        epoch_interval=int(every.get("epoch_interval", 0) or 0), records=rig.records,
     )  # fmt: skip
     start = 0
     if checkpoint is not None:

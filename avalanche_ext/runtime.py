@@ -10,8 +10,14 @@ runtime = dict(
                              # 'bf16', 'fp16', or False; never on the CPU
     compile=False,           # torch.compile the backbone (in place: checkpoints keep their keys)
     cudnn_benchmark='auto',  # torch.backends.cudnn.benchmark (auto: on for CUDA)
+    on_non_finite='stop',    # a NaN/inf training loss: 'stop' the run there (exit 1, results.json
+                             # "status": "failed"), or 'skip' the batch; NaN parameters always stop
 )
 ```
+
+``on_non_finite='skip'`` is the one key here that can change what is computed: it is where a user
+says how a diverging run should behave, next to the other "how it runs" choices
+(:mod:`avalanche_ext.non_finite`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class RuntimeOptions:
         amp: ``'auto'``, ``'bf16'``, ``'fp16'`` or False.
         compile: ``torch.compile`` the backbone.
         cudnn_benchmark: ``'auto'``, True or False.
+        on_non_finite: ``'stop'`` or ``'skip'``.
     """
 
     batched_data: bool | str = "auto"
@@ -56,6 +63,7 @@ class RuntimeOptions:
     amp: bool | str = "auto"
     compile: bool = False
     cudnn_benchmark: bool | str = "auto"
+    on_non_finite: str = "stop"
 
 
 _ALLOWED: dict[str, tuple[Any, ...]] = {
@@ -65,6 +73,7 @@ _ALLOWED: dict[str, tuple[Any, ...]] = {
     "amp": ("auto", "bf16", "fp16", False),
     "compile": (True, False),
     "cudnn_benchmark": _AUTO_BOOL,
+    "on_non_finite": ("stop", "skip"),
 }
 
 

@@ -1,10 +1,13 @@
 """Strict configs: every top-level key is known or a deliberate helper variable, pipelines are
 resolved after merging, and the dumped ``config.py`` holds only what the run used.
 
-Convention (decided by the lead): a helper variable of a config file starts with an underscore
-(``_gate = dict(...)``, ``_batch_size = 128``); the key check ignores it and the dumped config drops
-it (its value already lives in the dicts that use it). Any other top-level name must be one of
-:data:`TOP_LEVEL_KEYS`; a typo such as ``chekpoint_config`` ends with exit 2 and "did you mean".
+Helper variables: a top-level name that starts with an underscore (``_gate = dict(...)``), or one
+that another key of the config or of its ``_base_`` files reads, as OpenMMLab configs write them
+(``img_norm_cfg = dict(...)`` then ``dict(type='Normalize', **img_norm_cfg)``;
+:func:`avalanche_ext.config_files.helper_variables`). The key check accepts them and the dumped
+config drops them (their values already live in the dicts that use them). Any other top-level name
+must be one of :data:`TOP_LEVEL_KEYS`; a typo such as ``chekpoint_config``, which nothing reads,
+ends with exit 2 and "did you mean".
 
 ``train_pipeline`` / ``test_pipeline`` are resolved when the scenario is built, not when the base
 file is parsed: a scenario without ``train_transform`` (or with ``train_transform='train_pipeline'``)
@@ -14,6 +17,7 @@ overriding ``train_pipeline`` takes effect.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import threading
@@ -23,7 +27,7 @@ from typing import Any
 
 from mmengine.config import Config
 
-from avalanche_ext.errors import ConfigError
+from avalanche_ext.errors import ConfigError, WriteFailed
 
 __all__ = [
     "TOP_LEVEL_KEYS",
@@ -33,6 +37,7 @@ __all__ = [
     "scenario_config",
     "resolve_pipelines",
     "dump_config",
+    "dumped_text",
     "atomic_write",
     "atomic_write_text",
     "did_you_mean",
@@ -57,6 +62,7 @@ TOP_LEVEL_KEYS: set[str] = {
     "long_tail",
     "history",
     "custom_imports",
+    "runtime",
 }
 CHECKPOINT_KEYS = {"interval", "epoch_interval"}
 # Sub-keys of the blocks the runner reads itself: a key nothing reads is a typo or a stale recipe
@@ -89,18 +95,19 @@ def _check_block(value: Any, block: str, known: set[str]) -> None:
 
 
 def check_keys(cfg: Config) -> None:
-    """Rejects unknown top-level keys (helper variables start with ``_``) and unknown keys of
-    the blocks in :data:`BLOCK_KEYS`.
+    """Rejects unknown top-level keys (helper variables: a leading ``_``, or listed in
+    ``cfg._helper_keys``) and unknown keys of the blocks in :data:`BLOCK_KEYS`.
 
     Raises:
         ConfigError: naming the key and the closest known one.
     """
+    helpers = set(cfg.get("_helper_keys") or [])
     for key in cfg.keys():
-        if key.startswith("_") or key in TOP_LEVEL_KEYS:
+        if key.startswith("_") or key in TOP_LEVEL_KEYS or key in helpers:
             continue
         raise ConfigError(
             f"{key}: unknown top-level key{did_you_mean(key, TOP_LEVEL_KEYS)} "
-            "(helper variables must start with '_')"
+            "(no other key reads it, so it is not a helper variable either)"
         )
     for block, known in BLOCK_KEYS.items():
         _check_block(cfg.get(block), block, known)
@@ -172,14 +179,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 
     Returns:
         ``path``.
+
+    Raises:
+        WriteFailed: the file system refused the write (``path`` untouched, no temporary left).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        with contextlib.suppress(OSError):  # a folder made read-only keeps its temporary file
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):  # disk full, quota, a folder that became unwritable
+            raise WriteFailed(str(path), err.strerror or str(err)) from None
         raise
     return path
 
@@ -189,8 +202,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def dumped_text(cfg: Config) -> str:
+    """The merged config as Python text, without its helper variables."""
+    helpers = set(cfg.get("_helper_keys") or [])
+    clean = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and k not in helpers}
+    return Config(clean).pretty_text
+
+
 def dump_config(cfg: Config, path: str | os.PathLike) -> None:
-    """Writes the merged config without its ``_`` helper variables, atomically."""
-    clean = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}
-    text = Config(clean).pretty_text
-    atomic_write_text(path, text)
+    """Writes the merged config without its helper variables, atomically."""
+    atomic_write_text(path, dumped_text(cfg))

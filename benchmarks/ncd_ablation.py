@@ -209,6 +209,7 @@ def run_seed(cfg_path: str, seed: int, out: Path, quick: dict | None) -> list[di
             resume=str(run_dir / "checkpoints" / "latest.pth"),
             config_path=cfg_path,
             fresh_plugins_ok=True,
+            resume_with_changes=True,  # another plugin list on purpose
         )
         rows.append(_row(name, result, time.time() - t0))
     for row in rows:

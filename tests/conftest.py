@@ -26,6 +26,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["MKL_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 SYNTHETIC_CONFIG = REPO / "configs" / "synthetic" / "naive_resnet8_1ep_synthetic.py"
+# --cfg-options that shrink the synthetic config to a second-long run (no log file).
+TINY_OPTIONS = [
+    "scenario.images_per_class=6",
+    "scenario.test_images_per_class=2",
+    "scenario.image_size=8",
+    "loggers=[]",
+]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,7 +2,8 @@
 """Run one continual-learning experiment from an OpenMMLab-style config.
 
     python train_config.py CONFIG [--device cpu|cuda|cuda:N] [--work-dir DIR]
-        [--cfg-options k=v ...] [--seed N | --seeds N N ...] [--resume [PATH]] [--dry-run]
+        [--cfg-options k=v ...] [--seed N | --seeds N N ...] [--resume [PATH]]
+        [--resume-with-changes] [--dry-run]
         [--debug]
         [--launcher none|pytorch]
     torchrun --nproc_per_node N train_config.py CONFIG --launcher pytorch [...]
@@ -23,7 +24,7 @@ if os.getcwd() not in sys.path:
     sys.path.insert(1, os.getcwd())  # so custom_imports finds the user's own modules
 
 import avalanche_ext  # noqa: E402, F401  (import fixes first, before mmengine/torchvision)
-from avalanche_ext.errors import ConfigError  # noqa: E402
+from avalanche_ext.errors import ConfigError, RunFailed  # noqa: E402
 from avalanche_ext.signals import Interrupted  # noqa: E402
 
 EXIT_USER_ERROR = 2
@@ -60,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         const=True,
         default=None,
         help="continue the newest run of the work dir, or the given checkpoint/run folder",
+    )
+    parser.add_argument(
+        "--resume-with-changes",
+        action="store_true",
+        help="with --resume: continue even though the config differs from the run's own "
+        "(the differences are listed; the new config becomes the run's config.py)",
     )
     parser.add_argument(
         "--dry-run",
@@ -106,17 +113,18 @@ def main(argv: list[str] | None = None) -> int:
             work_dir=args.work_dir,
             seed=args.seed,
             resume=args.resume,
+            resume_with_changes=args.resume_with_changes,
             dry_run=args.dry_run,
             config_path=args.config,
             progress=(lambda msg: print(msg, file=sys.stderr, flush=True))
             if distributed.is_main()
             else None,
         )
-    except ConfigError as err:
+    except (ConfigError, RunFailed) as err:  # RunFailed: diverged, disk full (results.json says)
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return err.exit_code if isinstance(err, RunFailed) else EXIT_USER_ERROR
     except Interrupted as err:
         return err.exit_code  # the runner printed where the checkpoint is and how to resume
     except KeyboardInterrupt:
@@ -125,23 +133,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         main_process = distributed.is_main()
         distributed.teardown()
-    if not main_process:  # rank 0 alone prints the summary
-        return 0
-    if args.dry_run:
-        print(json.dumps(result, indent=2))
-    else:
-        final = result.get("final", {})
-        print(
-            json.dumps(
-                {
-                    "run_dir": result.get("run_dir"),
-                    "final": final,
-                    "report": result.get("artifacts", {}).get("report_md"),
-                },
-                indent=2,
-            )
-        )
+    if main_process:  # rank 0 alone prints the summary
+        _print_summary(result, args.dry_run)
     return 0
+
+
+def _print_summary(result: dict, dry_run: bool) -> None:
+    """The dry run's description, or where the run is and its headline numbers, as JSON (a
+    discovery run's ``final`` holds its mapped all-class accuracy, old, new and their HM)."""
+    if dry_run:
+        print(json.dumps(result, indent=2))
+        return
+    summary = {
+        "run_dir": result.get("run_dir"),
+        "final": result.get("final", {}),
+        "report": result.get("artifacts", {}).get("report_md"),
+    }
+    print(json.dumps(summary, indent=2))
 
 
 def _run_seeds(args: argparse.Namespace, cfg, run) -> int:
@@ -151,6 +159,9 @@ def _run_seeds(args: argparse.Namespace, cfg, run) -> int:
 
     if args.seed is not None or args.resume or args.dry_run:
         raise ConfigError("--seeds: cannot be combined with --seed, --resume or --dry-run")
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:  # the summary's mean and std would count one run twice
+        raise ConfigError(f"--seeds: seed {repeated[0]} is given twice; give each seed once")
     work = Path(args.work_dir or cfg.get("work_dir") or Path("work_dirs") / Path(args.config).stem)
     runs = []
     for seed in args.seeds:

@@ -15,6 +15,7 @@ import pytest
 
 import train_config
 from avalanche_ext.config import load_config
+from avalanche_ext.errors import WriteFailed
 from avalanche_ext.report import compare_runs
 from avalanche_ext.runner import make_run_dir, run
 from avalanche_ext.strict import atomic_write, atomic_write_text
@@ -94,7 +95,7 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
         tmp.write_text("half")
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteFailed, match=r"cannot write .*figure\.png \(disk full\)"):
         atomic_write(target, broken)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png"]

@@ -56,7 +56,9 @@ PLUGINS = {
     "GEMPlugin": {"patterns_per_experience": 4, "memory_strength": 0.5},
     "GDumbPlugin": {"mem_size": 8},
     "MASPlugin": {},
-    "RWalkPlugin": {},
+    # Avalanche's RWalk divides by the largest path score, which stays 0 (a NaN penalty, a NaN loss
+    # in experience 2) when an experience has fewer iterations than delta_t (default 10).
+    "RWalkPlugin": {"delta_t": 1},
     "ReplayPlugin": {"mem_size": 8},
     "LFLPlugin": {"lambda_e": 0.1},
     "BiCPlugin": {"mem_size": 8, "val_percentage": 0.25, "stage_2_epochs": 1},

@@ -15,15 +15,10 @@ import torch
 import train_config
 from avalanche_ext.config import load_config
 from avalanche_ext.runner import run
-from tests.conftest import SYNTHETIC_CONFIG
+from tests.conftest import SYNTHETIC_CONFIG, TINY_OPTIONS
 
 S = str(SYNTHETIC_CONFIG)
-TINY = [
-    "scenario.images_per_class=6",
-    "scenario.test_images_per_class=2",
-    "scenario.image_size=8",
-    "loggers=[]",
-]
+TINY = TINY_OPTIONS
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +36,8 @@ def earlier(tmp_path_factory) -> Path:
     (bad / "no_model.py").write_text(f"_base_ = [{S!r}]\nmodel = None\n")
     (bad / "no_type.py").write_text(f"_base_ = [{S!r}]\nscenario = dict(_delete_=True, seed=0)\n")
     (bad / "a_file").write_text("not a folder")
+    (bad / "cycle_a.py").write_text(f"_base_ = ['cycle_b.py', {S!r}]\n")
+    (bad / "cycle_b.py").write_text("_base_ = ['cycle_a.py']\n")
     return work
 
 
@@ -243,11 +240,28 @@ CASES = [
         "configs/clear/cifar_clear_resnet32_streaming.py::scenario.dataset_root=/nonexistent/clear",
         "/nonexistent/clear",
     ),
+    (
+        "train-epochs-list-longer-than-the-stream",
+        ["--cfg-options", "cl_strategy.train_epochs=[1,1,1,1,1]"],
+        "cl_strategy.train_epochs: 5 entries for a stream of 3",
+    ),
+    ("duplicate-seeds", ["--seeds", "1", "1"], "--seeds: seed 1 is given twice"),
+    ("base-cycle", "{bad}/cycle_a.py", "cycle_a.py -> "),
     # --- checkpoints
     ("resume-truncated", ["--resume", "{bad}/truncated.pth"], "truncated.pth"),
     ("resume-foreign", ["--resume", "{bad}/foreign.pth"], "foreign.pth"),
     ("resume-missing-path", ["--resume", "/nonexistent/run"], "/nonexistent/run"),
     ("resume-other-seed", ["--resume", "{run}", "--seed", "5"], "seed"),
+    (
+        "resume-changed-learning-rate",
+        ["--resume", "{run}", "--cfg-options", "cl_strategy.optimizer.lr=0.5"],
+        "cl_strategy.optimizer.lr: 0.05 -> 0.5",
+    ),
+    (
+        "resume-changed-scenario",
+        ["--resume", "{run}", "--cfg-options", "scenario.seed=1"],
+        "scenario.seed: 0 -> 1",
+    ),
     (
         "resume-other-model",
         ["--resume", "{run}", "--cfg-options", "model.backbone.depth=14"],

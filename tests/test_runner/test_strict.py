@@ -122,3 +122,44 @@ def test_probe_restores_weights_bn_statistics_modes_and_rng(synthetic_cfg):
     bn = "backbone.bn1.running_mean" if "backbone.bn1.running_mean" in before else None
     moved = [k for k in before if "running_mean" in k and not torch.equal(before[k], after[k])]
     assert bn is None or moved or not torch.equal(before[bn], model.state_dict()[bn])
+
+
+def test_openmmlab_helper_variables_are_accepted_and_not_dumped(tmp_path):
+    base = tmp_path / "base.py"
+    base.write_text(f"_base_ = [{str(SYNTHETIC_CONFIG)!r}]\nbase_lr = 0.02\n")
+    leaf = tmp_path / "leaf.py"
+    leaf.write_text(
+        "_base_ = ['base.py']\n"
+        "img_norm_cfg = dict(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])\n"
+        "batch_size = 8\n"
+        "train_pipeline = [dict(type='ToTensor'), dict(type='Normalize', **img_norm_cfg)]\n"
+        "cl_strategy = dict(train_mb_size=batch_size, optimizer=dict(lr={{_base_.base_lr}}))\n"
+    )
+    cfg = load_config(leaf)
+    assert cfg.cl_strategy.train_mb_size == 8 and cfg.cl_strategy.optimizer.lr == 0.02
+    assert cfg.train_pipeline[1]["mean"] == [0.5, 0.5, 0.5]
+    dump_config(cfg, tmp_path / "config.py")
+    text = (tmp_path / "config.py").read_text()
+    assert "img_norm_cfg" not in text and "batch_size" not in text and "base_lr" not in text
+    assert "train_mb_size=8" in text
+
+
+def test_a_key_that_nothing_reads_is_still_refused_with_did_you_mean(tmp_path):
+    leaf = tmp_path / "leaf.py"
+    leaf.write_text(
+        f"_base_ = [{str(SYNTHETIC_CONFIG)!r}]\n"
+        "chekpoint_config = dict(interval=1)\nbatch_size = 8\n"
+        "cl_strategy = dict(train_mb_size=batch_size)\n"
+    )
+    with pytest.raises(ConfigError, match=r"^chekpoint_config: .*did you mean 'checkpoint_config'"):
+        load_config(leaf)
+
+
+def test_a_base_cycle_is_one_error_naming_its_files(tmp_path):
+    (tmp_path / "a.py").write_text("_base_ = ['b.py']\nseed = 1\n")
+    (tmp_path / "b.py").write_text("_base_ = ['./a.py']\nseed = 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "a.py")
+    message = str(err.value)
+    assert message.startswith("_base_: ") and "cycle" in message
+    assert f"{tmp_path / 'a.py'} -> {tmp_path / 'b.py'} -> {tmp_path / 'a.py'}" in message
