@@ -46,8 +46,9 @@ from avalanche_ext.config import load_config  # noqa: E402
 from avalanche_ext.registry import PLUGINS  # noqa: E402
 from strategies.confidence_gate import ConfidenceGatedPoolPlugin  # noqa: E402
 
-DEFAULT_CONFIG = "configs/ncd/dualteacher-replay_resnet14_cpu-11e_cifar100-80+20lt.py"
-GATE, CLUSTER, UPDATE = 0, 1, 2
+DEFAULT_CONFIG = "configs/ncd/ncd_resnet14_cpu-24e_cifar100-80+20lt.py"
+GATE, CLUSTER = "ConfidenceGatedPoolPlugin", "PseudoLabelClusteringPlugin"
+NOVEL, TEACHER = "NovelHeadUpdatePlugin", "DualTeacherDistillationPlugin"
 
 
 @PLUGINS.register_module(force=True)
@@ -79,30 +80,50 @@ def _plugins(cfg) -> list[dict]:
     return [dict(p) for p in cfg.cl_strategy.plugins]
 
 
+def _edit(plugins: list[dict], kind: str, **changes: Any) -> list[dict]:
+    """A copy of ``plugins`` with ``changes`` applied to the plugin of type ``kind``."""
+    out = copy.deepcopy(plugins)
+    for plugin in out:
+        if plugin["type"] == kind:
+            plugin.update(changes)
+    return out
+
+
+def _without(plugins: list[dict], kind: str) -> list[dict]:
+    return [copy.deepcopy(p) for p in plugins if p["type"] != kind]
+
+
 def variants(cfg) -> dict[str, list[dict] | None]:
-    """Variant name -> discovery plugins (None: the full run itself)."""
+    """Variant name -> discovery plugins (None: the config's own run)."""
     full = _plugins(cfg)
-
-    def edit(index: int, **changes: Any) -> list[dict]:
-        plugins = copy.deepcopy(full)
-        plugins[index].update(changes)
-        return plugins
-
-    lwf = copy.deepcopy(full)
-    lwf[CLUSTER].update(known_centres=False, init_new_rows=False)
-    lwf[UPDATE] = dict(type="LwFPlugin", alpha=1.0, temperature=2.0)
-    oracle = edit(GATE, type="OracleGatePlugin")
+    epochs = cfg.cl_strategy.train_epochs
+    update_epochs = int(epochs[-1]) if isinstance(epochs, (list, tuple)) else int(epochs)
+    head_only = _edit(
+        _without(full, NOVEL), TEACHER, classifier_epochs=update_epochs, feature_weight=0.0
+    )
+    lwf = _without(_without(full, NOVEL), TEACHER)
+    lwf.insert(2, dict(type="LwFPlugin", alpha=1.0, temperature=2.0))
     return {
-        "full pipeline": None,
-        "no update (floor)": edit(GATE, trigger_size=10**9, min_fill=1.0),
-        "oracle gate": oracle,
-        "no gate (pool everything)": edit(GATE, threshold="all"),
-        "cluster the pool only": edit(CLUSTER, cluster_on="pool"),
-        "fixed known centres (GCD k-means)": edit(CLUSTER, known_centres=True),
-        "no replay": edit(UPDATE, replay_weight=0.0),
-        "no calibration": edit(UPDATE, calibrate_new_bias=False),
+        "config as shipped": None,
+        "no update (floor)": _edit(full, GATE, trigger_size=10**9, min_fill=1.0),
+        "head-only update (no novel head, backbone frozen)": head_only,
+        "novel head, backbone frozen": _edit(full, NOVEL, trainable=["head"]),
+        "objective: pairwise": _edit(full, NOVEL, objective="pairwise"),
+        "objective: swapped + pairwise": _edit(full, NOVEL, objective="swapped+pairwise"),
+        "fixed k-means labels (no online refresh)": _edit(full, NOVEL, refresh_labels=False),
+        "no feature distillation": _edit(full, TEACHER, feature_weight=0.0),
+        "no old-logit distillation": _edit(full, TEACHER, alpha_old=0.0),
+        "no prototype replay": _edit(full, TEACHER, replay_weight=0.0),
+        "operating point: 10 % known false-novel rate": _edit(
+            full, TEACHER, calibration_objective="known_false_novel_rate",
+            known_false_novel_rate=0.1,
+        ),
+        "no operating-point calibration": _edit(full, TEACHER, calibrate_new_bias=False),
+        "k estimated (silhouette over 10..40)": _edit(
+            full, CLUSTER, num_clusters=None, k_range=[10, 40]
+        ),
         "LwF baseline": lwf,
-    }
+    }  # fmt: skip
 
 
 def _task_aware_all(conventions: dict | None) -> float | None:
@@ -113,16 +134,15 @@ def _task_aware_all(conventions: dict | None) -> float | None:
 def _row(name: str, results: dict, seconds: float) -> dict[str, Any]:
     d = results.get("discovery") or {}
     gate = d.get("gate") or {}
+    estimate = ((d.get("operating_point") or {}).get("validation_estimate") or {}).get("hm")
     if name.startswith("no update"):
         floor = (d.get("floor") or {}).get("frost_task_agnostic") or {}
         return {
             "variant": name,
-            **{k: floor.get(k) for k in ("old_acc", "new_acc", "all_acc")},
-            "cluster_acc": None,
-            "cluster_chance": None,
+            **{k: floor.get(k) for k in ("old_acc", "new_acc", "all_acc", "hm")},
             "auroc": gate.get("auroc"),
+            "cluster_acc": d.get("cluster_acc"),
             "novel_predicted_new": 0.0,
-            "routing_auroc": None,
             "task_aware_all": _task_aware_all(d.get("floor")),
             "seconds": seconds,
         }
@@ -131,9 +151,13 @@ def _row(name: str, results: dict, seconds: float) -> dict[str, Any]:
         "old_acc": d.get("old_acc"),
         "new_acc": d.get("new_acc"),
         "all_acc": d.get("all_acc"),
+        "hm": d.get("hm"),
+        "validation_hm": estimate,
+        "tradeoff_auc": (d.get("tradeoff") or {}).get("auc"),
         "cluster_acc": d.get("cluster_acc"),
-        "cluster_chance": d.get("cluster_chance"),
+        "transductive_acc": d.get("transductive_acc"),
         "auroc": gate.get("auroc"),
+        "num_discovered": d.get("num_discovered"),
         "novel_predicted_new": d.get("novel_predicted_new"),
         "routing_auroc": d.get("routing_auroc"),
         "task_aware_all": _task_aware_all(d.get("conventions")),
@@ -141,13 +165,8 @@ def _row(name: str, results: dict, seconds: float) -> dict[str, Any]:
     }
 
 
-def run_seed(cfg_path: str, seed: int, out: Path, quick: dict | None) -> list[dict[str, Any]]:
-    from avalanche_ext.builders import build_scenario  # noqa: PLC0415
-    from avalanche_ext.runner import run  # noqa: PLC0415
-
-    cfg = load_config(cfg_path, quick)
-    rows: list[dict[str, Any]] = []
-    # 1. the plain baseline, same model / epochs / data (equal minutes)
+def _plain_baseline(cfg, seed: int) -> dict[str, Any]:
+    """The plain baseline (``ncd_plain_baseline.py``): same model, epochs and base images."""
     import ncd_plain_baseline  # noqa: PLC0415
 
     epochs = cfg.cl_strategy.train_epochs
@@ -164,54 +183,66 @@ def run_seed(cfg_path: str, seed: int, out: Path, quick: dict | None) -> list[di
         args.append(f"--train-subset={scen.train_subset}")
     t0 = time.time()
     base = ncd_plain_baseline.main(args)
-    rows.append(
-        {
-            "variant": "plain baseline (script)",
-            "old_acc": base["known_acc"],
-            "new_acc": None,
-            "all_acc": None,
-            "cluster_acc": base["novel_cluster_acc_discovery"],
-            "cluster_chance": base["cluster_chance"],
-            "auroc": base["msp_auroc"],
-            "novel_predicted_new": None,
-            "routing_auroc": None,
-            "task_aware_all": None,
-            "seconds": time.time() - t0,
-        }
-    )
-    # 2. the full pipeline, checkpointed after the base experience
-    cfg.checkpoint_config = dict(interval=1)
+    return {
+        "variant": "plain baseline (script)",
+        "old_acc": base["known_acc"],
+        "cluster_acc": base["novel_cluster_acc_discovery"],
+        "auroc": base["msp_auroc"],
+        "seconds": time.time() - t0,
+    }
+
+
+def _resume_variant(cfg, cfg_path, seed, out: Path, name, plugins, ckpt: Path) -> dict[str, Any]:
+    """One variant: the shared base checkpoint resumed with other discovery plugins."""
+    from avalanche_ext.runner import run  # noqa: PLC0415
+
+    slug = name.split(" (")[0].replace(" ", "_").replace(":", "").replace("%", "pct")
+    run_dir = out / slug / "from_base"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(ckpt, run_dir / "checkpoints" / "latest.pth")
+    shutil.copy(ckpt.parents[1] / "config.py", run_dir / "config.py")
+    vcfg = cfg.copy()
+    vcfg.cl_strategy.plugins = plugins
     t0 = time.time()
-    full = run(cfg.copy(), work_dir=str(out / "full"), seed=seed, config_path=cfg_path)
-    full_s = time.time() - t0
-    base_s = full["experiences"][0]["train_time_s"] + full["experiences"][0]["eval_time_s"]
-    ckpt = Path(full["run_dir"]) / "checkpoints" / "experience_1.pth"
+    result = run(
+        vcfg,
+        work_dir=str(out / slug),
+        seed=seed,
+        resume=str(run_dir / "checkpoints" / "latest.pth"),
+        config_path=cfg_path,
+        fresh_plugins_ok=True,
+        resume_with_changes=True,  # the variant changes the plugins on purpose
+    )
+    return _row(name, result, time.time() - t0)
+
+
+def run_seed(
+    cfg_path: str, seed: int, out: Path, quick: dict | None, base: str | None, plain: bool
+) -> list[dict[str, Any]]:
+    from avalanche_ext.builders import build_scenario  # noqa: PLC0415
+    from avalanche_ext.runner import run  # noqa: PLC0415
+
+    cfg = load_config(cfg_path, quick)
+    rows = [_plain_baseline(cfg, seed)] if plain else []
+    cfg.checkpoint_config = dict(interval=1)
     truth = build_scenario(cfg.scenario).hidden_labels[1]
     OracleGatePlugin.truth = truth >= int(cfg.model.head.num_classes)
+    if base is None:  # the config's own run, checkpointed after the base experience
+        t0 = time.time()
+        full = run(cfg.copy(), work_dir=str(out / "full"), seed=seed, config_path=cfg_path)
+        full_s = time.time() - t0
+        base_s = full["experiences"][0]["train_time_s"] + full["experiences"][0]["eval_time_s"]
+        ckpt = Path(full["run_dir"]) / "checkpoints" / "experience_1.pth"
+    else:  # a base checkpoint of the same config and seed, made before
+        ckpt, full, base_s = Path(base), None, None
     for name, plugins in variants(cfg).items():
-        if plugins is None:
+        if plugins is None and full is not None:
             rows.append(_row(name, full, full_s - base_s))
             continue
-        slug = name.split(" (")[0].replace(" ", "_")
-        run_dir = out / slug / "from_base"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        (run_dir / "checkpoints").mkdir(parents=True)
-        shutil.copy(ckpt, run_dir / "checkpoints" / "latest.pth")
-        shutil.copy(Path(full["run_dir"]) / "config.py", run_dir / "config.py")
-        vcfg = cfg.copy()
-        vcfg.cl_strategy.plugins = plugins
-        t0 = time.time()
-        result = run(
-            vcfg,
-            work_dir=str(out / slug),
-            seed=seed,
-            resume=str(run_dir / "checkpoints" / "latest.pth"),
-            config_path=cfg_path,
-            fresh_plugins_ok=True,
-            resume_with_changes=True,  # another plugin list on purpose
-        )
-        rows.append(_row(name, result, time.time() - t0))
+        plugins = _plugins(cfg) if plugins is None else plugins
+        rows.append(_resume_variant(cfg, cfg_path, seed, out, name, plugins, ckpt))
     for row in rows:
         row["base_s"] = base_s
     return rows
@@ -226,20 +257,37 @@ def _fmt(values: list) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+_COLUMNS = (
+    ("old_acc", "old"),
+    ("new_acc", "new"),
+    ("all_acc", "all"),
+    ("hm", "HM"),
+    ("validation_hm", "HM, validation estimate (no test label)"),
+    ("tradeoff_auc", "trade-off area"),
+    ("cluster_acc", "k-means acc (before)"),
+    ("transductive_acc", "head's transductive acc (after)"),
+    ("auroc", "gate AUROC"),
+    ("num_discovered", "k"),
+    ("routing_auroc", "routing AUROC"),
+    ("task_aware_all", "all, task-aware"),
+    ("seconds", "s"),
+)
+
+
 def table(all_rows: list[list[dict[str, Any]]]) -> str:
     names = [r["variant"] for r in all_rows[0]]
-    keys = ["old_acc", "new_acc", "all_acc", "cluster_acc", "cluster_chance", "auroc"]
-    keys += ["novel_predicted_new", "routing_auroc", "task_aware_all", "seconds"]
-    head = (
-        "| variant | old | new | all | cluster acc | cluster chance | gate AUROC | novel -> new id "
-        "| routing AUROC | all, task-aware | s |"
-    )
-    lines = [head, "|---|" + "--:|" * len(keys)]
+    head = "| variant | " + " | ".join(title for _, title in _COLUMNS) + " |"
+    lines = [head, "|---|" + "--:|" * len(_COLUMNS)]
     for i, name in enumerate(names):
         cells = []
-        for key in keys:
+        for key, _ in _COLUMNS:
             values = [rows[i].get(key) for rows in all_rows]
-            cells.append(_fmt(values) if key != "seconds" else f"{statistics.mean(values):.0f}")
+            if key == "seconds":
+                cells.append(f"{statistics.mean(values):.0f}")
+            elif key == "num_discovered":
+                cells.append("" if values[0] is None else str(values[0]))
+            else:
+                cells.append(_fmt(values))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -262,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="work_dirs/ncd_ablation")
     ap.add_argument("--quick", action="store_true", help="tiny subset (a smoke run, minutes)")
     ap.add_argument("--write-results", action="store_true", help="append to benchmarks/RESULTS.md")
+    ap.add_argument(
+        "--base-checkpoint",
+        help="experience_1.pth of an earlier run of the same config and seed: skip the base",
+    )
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain-baseline script")
     args = ap.parse_args(argv)
     quick = None
     if args.quick:
@@ -272,9 +325,20 @@ def main(argv: list[str] | None = None) -> int:
             "cl_strategy.plugins.0.trigger_size": 50,
         }
     t0 = time.time()
-    all_rows = [run_seed(args.config, s, Path(args.out) / f"seed_{s}", quick) for s in args.seeds]
+    all_rows = [
+        run_seed(
+            args.config,
+            s,
+            Path(args.out) / f"seed_{s}",
+            quick,
+            args.base_checkpoint,
+            not args.no_plain,
+        )
+        for s in args.seeds
+    ]
     text = table(all_rows)
-    base_s = statistics.mean(r[0]["base_s"] for r in all_rows)
+    bases = [r[0]["base_s"] for r in all_rows if r[0].get("base_s") is not None]
+    base_s = statistics.mean(bases) if bases else float("nan")
     note = (
         f"\n\nMachine: {cpu_model()}, {torch.get_num_threads()} threads. Seeds {args.seeds}. "
         f"Shared base experience (train + eval): {base_s:.0f} s; the seconds column is each "

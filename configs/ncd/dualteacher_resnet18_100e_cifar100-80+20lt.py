@@ -1,58 +1,40 @@
-# Novel-class discovery, full pipeline, paper scale (GPU): ResNet-18 (CIFAR stem) on all of
-# CIFAR-100's 80 long-tailed known classes (step, rho 0.5), then the 20 novel classes (+20 % held-back
-# known images) with hidden labels: gate -> pool -> balanced k-means -> dual-teacher update.
-# 100 epochs per experience with a one-cycle schedule.
+# Novel-class discovery at paper scale (GPU): the flagship recipe
+# (ncd_resnet14_cpu-24e_cifar100-80+20lt.py) with ResNet-18 (CIFAR stem) and FRoST's schedule
+# length: 100 base epochs on the 80 long-tailed known classes, then the 20 novel classes (+ 20 %
+# held-back known images) with hidden labels and a 30-epoch representation update (novel head on
+# two views, online pseudo-labels, the backbone's last stage trained; old classes held by logit and
+# feature distillation and prototype replay), the old-vs-new offset chosen for HM without test
+# labels. Compare with FRoST (ECCV 2022, CIFAR-100 80+20): old 64.6 / new 45.8 / all 59.2 / HM 53.6.
 #   python train_config.py configs/ncd/dualteacher_resnet18_100e_cifar100-80+20lt.py --device cuda
-_base_ = [
-    '../_base_/models/resnet18_cifar.py',
-    '../_base_/scenarios/cifar100_known_novel_lt.py',
-    '../_base_/schedules/onecycle_sgd.py',
-    '../_base_/runtime/default.py',
-]
+_base_ = ['./ncd_resnet14_cpu-24e_cifar100-80+20lt.py']
 
-model = dict(head=dict(num_classes=80))  # grows to 80 + k
-
-_gate = dict(
-    type='ConfidenceGatedPoolPlugin',
-    score='energy',
-    threshold='calibrated',
-    target_known_recall=0.95,
-    calibration_fraction=0.05,
-    capacity=5000,
-    eviction='most_confident_out',
-    trigger_size=500,
+model = dict(
+    backbone=dict(_delete_=True, type='ResNet_CIFAR', depth=18),
+    head=dict(num_classes=80, in_channels=512),
 )
-_clustering = dict(
-    type='PseudoLabelClusteringPlugin',
-    num_clusters=20,
-    backend='auto',
-    l2_normalize=True,
-    pca_dim=128,
-    balanced=True,
-    n_init=3,
-    soft=False,
-    recluster_every=25,
-    seed=0,
-)
-_dual_teacher = dict(
+_gpu_update = dict(
     type='DualTeacherDistillationPlugin',
     alpha_old=1.0,
-    alpha_new=1.0,
     temperature=2.0,
-    feature_weight=1.0,
-    feature_kind='cosine',
-    backbone_lr_mult=0.1,
-    head_lr_mult=1.0,
-    classifier_epochs=20,
-    mask_old_logits=True,
-    freeze_bn=True,
+    feature_weight=5.0,
+    replay_weight=1.0,
+    classifier_epochs=0,
+    backbone_lr_mult=0.1,  # the long update can afford a faster last stage than the CPU recipe
+    head_lr_mult=0.1,
     calibrate_new_bias=True,
+    calibration_objective='hm',
+    freeze_bn=True,
+    max_grad_norm=1.0,
+    calibration_flip=True,
 )
 cl_strategy = dict(
-    train_mb_size=128,
-    eval_mb_size=512,
-    train_epochs=100,
-    plugins=[_gate, _clustering, _dual_teacher],
+    train_epochs=[100, 30],
+    plugins=[
+        {{_base_._gate}},
+        {{_base_._clustering}},
+        {{_base_._novel_head}},
+        _gpu_update,
+        dict(type='TestTimeFlipPlugin'),
+    ],
 )
-discovery = dict(hungarian='all')
 work_dir = 'work_dirs/dualteacher_resnet18_100e_cifar100-80+20lt'

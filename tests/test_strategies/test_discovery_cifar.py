@@ -31,7 +31,7 @@ from avalanche_ext.runner import run
 
 pytestmark = pytest.mark.slow
 
-FLAGSHIP = "configs/ncd/dualteacher-replay_resnet14_cpu-11e_cifar100-80+20lt.py"
+FLAGSHIP = "configs/ncd/ncd_resnet14_cpu-24e_cifar100-80+20lt.py"
 SUBSET = {
     "model.head.num_classes": 5,
     "scenario.num_known": 5,

@@ -445,7 +445,7 @@ def test_full_pipeline_end_to_end_on_cifar100_known_novel(tmp_path):
     from avalanche_ext.config import load_config  # noqa: PLC0415
 
     cfg = load_config(
-        REPO / "configs/ncd/dualteacher-replay_resnet14_cpu-11e_cifar100-80+20lt.py",
+        REPO / "configs/ncd/ncd_resnet14_cpu-24e_cifar100-80+20lt.py",
         {
             "scenario.train_subset": 12,
             "scenario.test_subset": 3,
