@@ -25,6 +25,7 @@ import copy
 import json
 import os
 import re
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -403,7 +404,7 @@ class Checkpointer:
         self.interval = int(interval or 0)
         self.experience = 0
         self.start: dict[str, Any] | None = None  # the payload when the experience began
-        self.epochs = EpochCheckpointer(self.save_epoch, epoch_interval, stop)
+        self.epochs = EpochCheckpointer(self, epoch_interval, stop)
         strategy.plugins.append(self.epochs)  # after the evaluator and clock: epoch fully done
 
     def payload(self, next_exp: int) -> dict[str, Any]:
@@ -506,24 +507,34 @@ class Checkpointer:
         set_rng_state(mid["rng"])
 
 
+# Savers by token. The epoch plugin lives among the strategy's plugins, where training code can
+# reach it; the saver holds the run record (evaluation-only facts: a discovery experience's hidden
+# labels, the novel classes). A plugin attribute or a closure would make those reachable from the
+# strategy; the token is an int. Entries are weak: a finished run's saver goes with it.
+_SAVERS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
 class EpochCheckpointer(SupervisedPlugin):
     """Counts the epochs of each experience; every ``epoch_interval`` epochs (and when a stop was
-    requested) calls ``save(epoch)`` at the end of an epoch that is not the experience's last.
+    requested) calls ``saver.save_epoch(epoch)`` at the end of an epoch that is not the
+    experience's last.
 
     Appended after Avalanche's own plugins, so at ``after_training_epoch`` the scheduler, the
-    evaluator and the clock have all finished the epoch.
+    evaluator and the clock have all finished the epoch. It keeps an int token, not the saver
+    (see ``_SAVERS``).
 
     Args:
-        save: writes the mid-experience checkpoint, returns its path.
+        saver: an object with ``save_epoch(epoch) -> path`` (the run's :class:`Checkpointer`).
         epoch_interval: 0: only when a stop was requested.
         stop: the run's stop request.
     """
 
     stateless = True  # its epoch count restarts from the checkpoint's ``mid`` part
 
-    def __init__(self, save: Callable[[int], str], epoch_interval: int, stop: StopRequest):
+    def __init__(self, saver: Any, epoch_interval: int, stop: StopRequest):
         super().__init__()
-        self.save = save
+        self._token = id(saver)
+        _SAVERS[self._token] = saver
         self.epoch_interval = int(epoch_interval or 0)
         self.stop = stop
         self.epoch = 0
@@ -541,6 +552,6 @@ class EpochCheckpointer(SupervisedPlugin):
             return
         due = self.epoch_interval and self.epoch % self.epoch_interval == 0
         if due or self.stop:
-            path = self.save(self.epoch)
+            path = _SAVERS[self._token].save_epoch(self.epoch)
             if self.stop:
                 raise self.stop.interrupted(path)

@@ -107,21 +107,21 @@ def variants(cfg) -> dict[str, list[dict] | None]:
         "config as shipped": None,
         "no update (floor)": _edit(full, GATE, trigger_size=10**9, min_fill=1.0),
         "head-only update (no novel head, backbone frozen)": head_only,
+        "k estimated (silhouette over 10..40)": _edit(
+            full, CLUSTER, num_clusters=None, k_range=[10, 40]
+        ),
         "novel head, backbone frozen": _edit(full, NOVEL, trainable=["head"]),
-        "objective: pairwise": _edit(full, NOVEL, objective="pairwise"),
-        "objective: swapped + pairwise": _edit(full, NOVEL, objective="swapped+pairwise"),
-        "fixed k-means labels (no online refresh)": _edit(full, NOVEL, refresh_labels=False),
-        "no feature distillation": _edit(full, TEACHER, feature_weight=0.0),
-        "no old-logit distillation": _edit(full, TEACHER, alpha_old=0.0),
-        "no prototype replay": _edit(full, TEACHER, replay_weight=0.0),
         "operating point: 10 % known false-novel rate": _edit(
             full, TEACHER, calibration_objective="known_false_novel_rate",
             known_false_novel_rate=0.1,
         ),
+        "objective: pairwise": _edit(full, NOVEL, objective="pairwise"),
+        "fixed k-means labels (no online refresh)": _edit(full, NOVEL, refresh_labels=False),
+        "no feature distillation": _edit(full, TEACHER, feature_weight=0.0),
+        "no prototype replay": _edit(full, TEACHER, replay_weight=0.0),
+        "no old-logit distillation": _edit(full, TEACHER, alpha_old=0.0),
+        "objective: swapped + pairwise": _edit(full, NOVEL, objective="swapped+pairwise"),
         "no operating-point calibration": _edit(full, TEACHER, calibrate_new_bias=False),
-        "k estimated (silhouette over 10..40)": _edit(
-            full, CLUSTER, num_clusters=None, k_range=[10, 40]
-        ),
         "LwF baseline": lwf,
     }  # fmt: skip
 

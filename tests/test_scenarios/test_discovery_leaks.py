@@ -8,6 +8,7 @@ forgetting metrics) through the runner, with a spy plugin put first in the strat
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +27,36 @@ NUM_KNOWN, NUM_CLASSES = 8, 12
 pytestmark = pytest.mark.filterwarnings("ignore:No loggers specified")
 
 
+def _children(obj) -> list[tuple]:
+    """Attributes (``__dict__`` and ``__slots__``), and what a function or method closes over:
+    its bound ``__self__``, its closure cells and its default arguments (a callback stored on a
+    plugin must not smuggle the scenario in)."""
+    children = list(vars(obj).items()) if hasattr(obj, "__dict__") else []
+    for cls in type(obj).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if isinstance(name, str) and hasattr(obj, name):
+                children.append((name, getattr(obj, name)))
+    if inspect.ismethod(obj):
+        children += [("__self__", obj.__self__), ("__func__", obj.__func__)]
+    if inspect.isfunction(obj):
+        cells = obj.__closure__ or ()
+        names = obj.__code__.co_freevars
+        children += [
+            (f"__closure__.{n}", c.cell_contents) for n, c in zip(names, cells) if _full(c)
+        ]
+        children += list(enumerate(obj.__defaults__ or ()))
+        children += list((obj.__kwdefaults__ or {}).items())
+    return children
+
+
+def _full(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:  # an empty cell
+        return False
+    return True
+
+
 def crawl(root, scenario, max_depth: int = 14) -> list[tuple]:
     """Every path from ``root`` (attributes, dict items, short sequences) to: a copy of the hidden
     labels (``labels``), the benchmark (``benchmark``), an integer sequence holding novel class ids
@@ -41,8 +72,8 @@ def crawl(root, scenario, max_depth: int = 14) -> list[tuple]:
             if "classes" in key and obj > NUM_KNOWN:
                 found.append(("num_classes", path, obj))
             continue
-        if id(obj) in seen or isinstance(obj, (str, bytes, float, type)):
-            continue
+        if id(obj) in seen or isinstance(obj, (str, bytes, float, type, Spy)):
+            continue  # (the spy holds the scenario to compare with: not part of the run)
         seen.add(id(obj))
         if obj is scenario.benchmark:
             found.append(("benchmark", path))
@@ -58,7 +89,7 @@ def crawl(root, scenario, max_depth: int = 14) -> list[tuple]:
         if isinstance(obj, (list, tuple)) and obj and all(isinstance(v, int) for v in obj[:100]):
             if set(obj) & novel and max(obj) < NUM_CLASSES:
                 found.append(("novel_ids", path))
-        children = list(vars(obj).items()) if hasattr(obj, "__dict__") else []
+        children = _children(obj)
         if isinstance(obj, dict):
             children += list(obj.items())
         elif isinstance(obj, (list, tuple, set)) and len(obj) < 200:

@@ -5,7 +5,7 @@ The subset is the classic NCD shape (CIFAR-10's 5 known + 5 novel, here on CIFAR
 the first 5 classes known (balanced, 375 base images each: a 5-class step tail would leave two
 37-image tail classes and test the tail, not discovery), the last 5 novel, their 2,500 images
 unlabeled with 625 held-back known ones, 100 test images per class; 12 + 3 epochs; k = 5. Every
-other setting is the flagship config's, known false-novel rate 0.1 included.
+other setting is the flagship config's (the novel-head update, the HM operating point).
 
 Why not the 80 + 20 split here: at a test-sized subset its features are too weak to route novel
 images (80 images per class, 4 + 2 epochs: all-class 0.078 with the update against 0.079
@@ -58,7 +58,11 @@ def test_update_triggers_and_beats_no_update_on_real_cifar(tmp_path):
     assert floor["new_acc"] == 0.0, "the base model never predicts a new id"
     # the heart of it: discovering the novel classes raises all-class accuracy
     assert d["all_acc"] >= floor["all_acc"] + 0.03, (d["all_acc"], floor["all_acc"])
+    # and the harmonic mean of old and new accuracy, FRoST's headline (the floor's is 0)
+    assert floor["hm"] == 0.0 and d["hm"] >= 0.15, d["hm"]
     assert d["new_acc"] >= 0.10, d["new_acc"]
-    assert d["old_acc"] >= floor["old_acc"] - 0.10, (d["old_acc"], floor["old_acc"])
+    # the operating point serves HM: with half the test images novel it trades old accuracy for new
+    # (measured, seed 0, one thread: old 0.618 against 0.748 for the base model)
+    assert d["old_acc"] >= floor["old_acc"] - 0.16, (d["old_acc"], floor["old_acc"])
     assert d["cluster_acc"] >= 1.5 * d["cluster_chance"], (d["cluster_acc"], d["cluster_chance"])
     assert d["gate"]["auroc"] >= 0.65, d["gate"]["auroc"]
