@@ -473,8 +473,8 @@ class Checkpointer:
         self.model.to(device)
         saved = _keyed_by_name(ckpt["plugins"])
         for key, plugin in zip(plugin_keys(strategy.plugins), strategy.plugins):
-            if key in saved:
-                plugin.load_state_dict(saved[key])
+            if key in saved and not getattr(plugin, "stateless", False):
+                plugin.load_state_dict(saved[key])  # (older checkpoints kept stateless ones too)
         if ckpt.get("ncd") is not None:
             discovery_state(strategy).load_state_dict(ckpt["ncd"])
         _restore_optimizer(strategy, self.model, ckpt["optimizer"], ckpt["optimizer_param_names"])
@@ -500,6 +500,8 @@ class Checkpointer:
         _load_scheduler_states(strategy, mid["schedulers"])
         states = _keyed_by_name(mid["plugins"])
         for key, plugin in zip(plugin_keys(strategy.plugins), strategy.plugins):
+            if getattr(plugin, "stateless", False):
+                continue
             if key in states and differs(states[key], start_plugins.get(key)):
                 plugin.load_state_dict(states[key])
         restore_state(self.evaluator, mid["evaluator"])

@@ -116,6 +116,10 @@ def test_a_checkpoint_keyed_by_position_resumes_to_the_same_numbers(replay_run, 
     path = run_dir / "checkpoints" / "latest.pth"
     payload = torch.load(path, weights_only=True)
     assert "ReplayPlugin" in payload["plugins"]
-    torch.save(_to_positional(payload), path)
+    old = _to_positional(payload)
+    # checkpoints of that time also held a state for plugins now declared stateless (the batched
+    # data path's, the checkpointer's): it is ignored, not loaded into a plugin that has none
+    old["plugins"][f"{len(old['plugins'])}:BatchedDataPlugin"] = {}
+    torch.save(old, path)
     resumed = run(_cfg([REPLAY]), work_dir=str(tmp_path), resume=str(run_dir))
     _same_numbers(replay_run, resumed)
