@@ -378,3 +378,14 @@ def test_the_state_is_attached_once_and_reset_per_experience():
     assert state.num_known_classes == 5 and state.num_discovered == 2
     strategy.train(stream[0])  # a labeled experience: the discovery fields are cleared
     assert state.pool is None and state.pseudo_labels is None and state.cluster_of_all is None
+
+
+def test_a_seeded_transductive_score_follows_the_run_seed():
+    # the kmeans_margin score's k-means was seeded with 0 whatever the run's seed
+    from avalanche_ext.plugins.confidence_gate import ConfidenceGatedPoolPlugin as Gate
+
+    assert Gate(score="kmeans_margin", seed=7)._score_options()["seed"] == 7
+    assert (
+        Gate(score="kmeans_margin", seed=7, score_kwargs=dict(seed=1))._score_options()["seed"] == 1
+    )
+    assert "seed" not in Gate(score="msp", seed=7)._score_options()  # a score without a seed
