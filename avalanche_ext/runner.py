@@ -4,7 +4,8 @@ Builds scenario, model, plugins, evaluator and strategy from the config (so a ba
 anything is written), then trains over the stream, evaluating after each experience. The rooms it
 delegates to: :mod:`~avalanche_ext.run_folder` (run folders), :mod:`~avalanche_ext.run_record` (what
 the run has measured), :mod:`~avalanche_ext.run_results` (metrics to results.json),
-:mod:`~avalanche_ext.checkpointer` (save, fit-check, restore) and :mod:`~avalanche_ext.signals`.
+:mod:`~avalanche_ext.rig` (the equipped strategy), :mod:`~avalanche_ext.checkpointer` (save,
+fit-check, restore) and :mod:`~avalanche_ext.signals`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,13 @@ from avalanche_ext.config import check_epoch_plan
 from avalanche_ext.failures import recording_failures
 from avalanche_ext.history import HISTORY_FILE, EpochHistory, test_evaluation
 from avalanche_ext.ncd_state import DiscoveryState
-from avalanche_ext.non_finite import NonFiniteGuard
 from avalanche_ext.probe import probe_model, probe_plugins
-from avalanche_ext.recorder import EvalLogitPadding, PredictionRecorder, RecordStore
 from avalanche_ext.registry import LOGGERS, check_arguments, resolve_type
 from avalanche_ext.resume_config import check_resume_config
+from avalanche_ext.rig import Rig, equip
 from avalanche_ext.run_folder import find_resume_checkpoint, make_run_dir
 from avalanche_ext.run_record import RunRecord
-from avalanche_ext.runtime import parse_runtime, resolve_device, runtime_plugins, seed_everything
+from avalanche_ext.runtime import parse_runtime, resolve_device, seed_everything
 from avalanche_ext.scenario import BuiltScenario, known_view, select_eval_streams, stream_summary
 from avalanche_ext.signals import Interrupted, StopRequest
 from avalanche_ext.strict import dump_config, scenario_config
@@ -100,7 +99,7 @@ class Experiment:
             )
 
     def _probe_strategy(self, model: torch.nn.Module, plugins: list, evaluator):
-        """A throwaway strategy around copies, equipped as :func:`_equip` equips the real one."""
+        """A throwaway strategy around copies, equipped as :func:`~avalanche_ext.rig.equip` equips the real one."""
         strategy = builders.build_strategy(
             self.cfg.cl_strategy, model, evaluator, self.device, plugins
         )
@@ -222,53 +221,11 @@ def _open_run(
     return ckpt, path.parent.parent
 
 
-@dataclass
-class _Rig:
-    """The strategy equipped for one run, and the evaluation pieces the runner switches on and off.
-
-    The eval plugins know the scenario's classes only while the runner evaluates: during training
-    the padding width is 0 and the recorder has no store (both would tell the number of classes).
-    """
-
-    strategy: Any
-    evaluator: Any
-    records: RecordStore
-    recorder: PredictionRecorder
-    padding: EvalLogitPadding
-
-
-def _equip(exp: Experiment, run_dir: Path, say: Callable[[str], None]) -> _Rig:
-    main = distributed.is_main()
-    loggers = builders.build_loggers(exp.cfg.get("loggers"), str(run_dir)) if main else []
-    evaluator = builders.build_evaluator(
-        exp.cfg.get("metrics"), loggers, exp.scenario, run_dir=run_dir
-    )
-    rig = _Rig(None, evaluator, RecordStore(), PredictionRecorder(), EvalLogitPadding(0))
-    rig.strategy = strategy = builders.build_strategy(
-        exp.cfg.cl_strategy,
-        exp.model,
-        evaluator,
-        exp.device,
-        plugins=exp.plugins + [rig.padding, rig.recorder],
-    )
-    # Last, so that replay loaders exist when the runtime plugins wrap them.
-    strategy.plugins.extend(runtime_plugins(exp.runtime, exp.seed, exp.device, say, exp.model))
-    strategy.plugins.append(NonFiniteGuard(exp.runtime.on_non_finite, say))  # sees the final loss
-    # The one object the plugins share (docs/contracts.md), and a known-classes-only view of the
-    # scenario: nothing reachable from training code counts or names the novel classes.
-    strategy.ncd = DiscoveryState(
-        num_known_classes=exp.scenario.initial_num_classes or exp.scenario.num_classes
-    )
-    strategy.scenario_info = known_view(exp.scenario)
-    distributed.attach(strategy, exp.seed, exp.ddp_kwargs)  # DDP; nothing in one process
-    return rig
-
-
 def _train(exp, run_dir, checkpoint, config_path, say, t_start, stop) -> dict[str, Any]:
     """Trains the stream from the checkpoint's experience (or the first), evaluating after each."""
     if checkpoint is None and distributed.is_main():
         dump_config(exp.cfg, run_dir / "config.py")
-    rig = _equip(exp, run_dir, say)
+    rig = equip(exp, run_dir, say)
     record = RunRecord(header=rr.run_header(exp, run_dir, config_path, exp.scenario_type))
     every = exp.cfg.get("checkpoint_config") or {}
     stream = list(exp.scenario.benchmark.train_stream)
@@ -323,7 +280,7 @@ def _train_experience(exp: Experiment, strategy, record: RunRecord, experience, 
     return train_time
 
 
-def _evaluate(exp: Experiment, rig: _Rig) -> tuple[dict[str, Any], float, int]:
+def _evaluate(exp: Experiment, rig: Rig) -> tuple[dict[str, Any], float, int]:
     """Evaluates every stream; returns the test metrics, the seconds and the images it took.
 
     The extra streams first: Avalanche's forgetting metrics key experiences by index only, so the
@@ -348,7 +305,7 @@ def _evaluate(exp: Experiment, rig: _Rig) -> tuple[dict[str, Any], float, int]:
     return metrics, eval_time, images
 
 
-def _finish(exp, rig: _Rig, record: RunRecord, run_dir: Path, t_start: float, say) -> dict:
+def _finish(exp, rig: Rig, record: RunRecord, run_dir: Path, t_start: float, say) -> dict:
     """The final results: written with the report by rank 0; loggers closed, ``latest`` moved."""
     from avalanche_ext.plugin_helpers import plugin_results  # noqa: PLC0415
     from avalanche_ext.report import summarize, write_report  # noqa: PLC0415
