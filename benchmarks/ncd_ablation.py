@@ -116,7 +116,7 @@ def variants(cfg) -> dict[str, list[dict] | None]:
             known_false_novel_rate=0.1,
         ),
         "objective: pairwise": _edit(full, NOVEL, objective="pairwise"),
-        "fixed k-means labels (no online refresh)": _edit(full, NOVEL, refresh_labels=False),
+        "pseudo-labels refreshed online": _edit(full, NOVEL, refresh_labels=True),
         "no feature distillation": _edit(full, TEACHER, feature_weight=0.0),
         "no prototype replay": _edit(full, TEACHER, replay_weight=0.0),
         "no old-logit distillation": _edit(full, TEACHER, alpha_old=0.0),

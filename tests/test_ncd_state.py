@@ -86,7 +86,9 @@ def _both_masking(order: str):
     teacher = frozen_copy(linear([LN3, 0.0]))
     lwf = LwFPlugin(alpha=1.0, temperature=1.0, mask_old_logits=True)
     lwf.old_model, lwf.num_old_classes = teacher, 2
-    dual = DualTeacherDistillationPlugin(alpha_old=1.0, temperature=1.0, mask_old_logits=True)
+    dual = DualTeacherDistillationPlugin(
+        alpha_old=1.0, temperature=1.0, mask_old_logits=True, replay_weight=0.0
+    )
     dual.teacher, dual.num_old_classes, dual._updating = teacher, 2, True
     student = linear([LN3, 0.0, 5.0])
     x = torch.ones(1, 1)

@@ -203,8 +203,15 @@ def test_compare_two_runs_shows_table_and_bars(page, app_url):
     _tab(page, "compare")
     boxes = _wait(lambda: page.find_elements("css selector", "input.cmp-run"), 20, "runs")
     assert len(boxes) == 2
-    for box in boxes:
-        box.click()
+
+    def tick(i: int) -> bool:  # found afresh each time: the run list re-renders as runs refresh
+        box = page.find_elements("css selector", "input.cmp-run")[i]
+        if not box.is_selected():
+            box.click()
+        return page.find_elements("css selector", "input.cmp-run")[i].is_selected()
+
+    for i in range(2):
+        _wait(lambda i=i: tick(i), 20, f"run {i} ticked")
     page.find_element("id", "compare-go").click()
     rows = _wait(lambda: page.find_elements("css selector", "#metric-table tr.cmp-row"), 60)
     assert len(rows) == 2

@@ -51,13 +51,14 @@ def test_full_report_from_fixture(example_results, tmp_path):
     discovery = example_results["discovery"]
     assert discovery["convention_text"] in md
     assert "Update triggered: 412 pooled >= trigger_size 100." in md
-    # every convention beside its no-discovery floor
+    # every convention beside its no-discovery floor, and the HM column (the fixture predates HM)
     assert (
-        "| FRoST task-agnostic (primary) | 58.12% (floor 60.00%) | 36.50% (floor 0.00%) "
-        "| 53.80% (floor 48.00%) |" in md
+        "| FRoST task-agnostic (primary) | 58.12% (floor 60.00%, chance n/a) "
+        "| 36.50% (floor 0.00%, chance n/a) | 53.80% (floor 48.00%, chance n/a) |" in md
     )
+    assert "| convention | old | new | all | HM (old, new) |" in md
     assert "| novel test images predicted as a new id | 61.20% |" in md
-    assert "| cluster accuracy, all novel discovery samples | 41.50% |" in md
+    assert "| cluster accuracy before the update (k-means), all novel discovery samples | 41.50% |" in md
     assert "|   permutation chance at that sample size | 23.10% |" in md
     assert "| gate auroc | 82.35% |" in md
     assert "![confusion matrix](figures/confusion_matrix.png)" in md
