@@ -151,6 +151,7 @@ class EpochHistory(SupervisedPlugin, supports_distributed=True):
         self._loss = Mean()
         self._accuracy = Accuracy()
         self._training = False
+        self._epochs = 0
         self._eval: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
         self._elapsed = 0.0
         self._since = time.monotonic()
@@ -158,6 +159,11 @@ class EpochHistory(SupervisedPlugin, supports_distributed=True):
     # ------------------------------------------------------------ training
     def before_training_exp(self, strategy, **kwargs):
         self._training = True
+        # A resumed experience trains only its remaining epochs (strategy.train_epochs is reduced
+        # for it): its full count is the epochs already recorded plus those.
+        experience = int(strategy.experience.current_experience)
+        done = sum(1 for e in self.entries if e["experience"] == experience)
+        self._epochs = done + int(strategy.train_epochs)
 
     def before_training_epoch(self, strategy, **kwargs):
         self._loss.reset()
@@ -178,7 +184,7 @@ class EpochHistory(SupervisedPlugin, supports_distributed=True):
         entry = {
             "experience": experience,
             "epoch": epoch,
-            "epochs": int(strategy.train_epochs),
+            "epochs": max(self._epochs, epoch),
             "num_experiences": self.num_experiences,
             "train_loss": float(self._loss.result()),
             "train_accuracy": float(self._accuracy.result()),
