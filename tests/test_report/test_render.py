@@ -58,7 +58,10 @@ def test_full_report_from_fixture(example_results, tmp_path):
     )
     assert "| convention | old | new | all | HM (old, new) |" in md
     assert "| novel test images predicted as a new id | 61.20% |" in md
-    assert "| cluster accuracy before the update (k-means), all novel discovery samples | 41.50% |" in md
+    assert (
+        "| cluster accuracy before the update (k-means), all novel discovery samples | 41.50% |"
+        in md
+    )
     assert "|   permutation chance at that sample size | 23.10% |" in md
     assert "| gate auroc | 82.35% |" in md
     assert "![confusion matrix](figures/confusion_matrix.png)" in md
