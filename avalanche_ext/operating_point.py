@@ -20,6 +20,7 @@ __all__ = [
     "calibrate_offset",
     "class_balanced_weights",
     "estimate_at",
+    "old_new_margins",
     "offset_candidates",
     "register_calibration",
     "tradeoff_curve",
@@ -61,6 +62,12 @@ def register_calibration(name: str) -> Callable[[Objective], Objective]:
     return wrap
 
 
+def old_new_margins(logits: torch.Tensor, num_old: int) -> torch.Tensor:
+    """Best new-class logit minus best old-class logit of each row: the decision an offset on the
+    new classes moves (positive: routed to a new class)."""
+    return logits[:, num_old:].amax(1) - logits[:, :num_old].amax(1)
+
+
 def class_balanced_weights(labels: torch.Tensor) -> torch.Tensor:
     """``[n]`` weights summing to 1 with every class's images weighing the same in total.
 
@@ -98,6 +105,18 @@ def _known_new_rate(data: CalibrationData, offsets: torch.Tensor) -> torch.Tenso
     return (data.known_margins.double()[None, :] + offsets[:, None] > 0).double() @ weights
 
 
+def _estimates(data: CalibrationData, offsets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Estimated old accuracy, new accuracy and their HM at each offset (see :func:`hm_offset`)."""
+    old = _old_accuracy(data, offsets)
+    if data.novel_margins.numel():
+        routed = (data.novel_margins.double()[None, :] + offsets[:, None] > 0).double().mean(1)
+    else:
+        routed = torch.zeros_like(offsets)
+    new = routed * float(data.novel_confidence)
+    hm = torch.where(old + new > 0, 2 * old * new / (old + new).clamp_min(1e-12), 0.0)
+    return old, new, hm
+
+
 @register_calibration("known_false_novel_rate")
 def rate_offset(data: CalibrationData, rate: float = 0.1) -> float:
     """The offset at which a class-balanced share ``rate`` of held-out known images is predicted
@@ -117,10 +136,7 @@ def hm_offset(data: CalibrationData, rate: float | None = None) -> float:
     closest to 0 (the trained head's own decision). ``rate`` is ignored.
     """
     offsets = offset_candidates(data.known_margins, data.novel_margins)
-    old = _old_accuracy(data, offsets)
-    routed = (data.novel_margins.double()[None, :] + offsets[:, None] > 0).double().mean(1)
-    new = routed * float(data.novel_confidence)
-    hm = torch.where(old + new > 0, 2 * old * new / (old + new).clamp_min(1e-12), 0.0)
+    hm = _estimates(data, offsets)[2]
     best = torch.nonzero(hm >= hm.max() - 1e-12).flatten()
     return float(offsets[best[torch.argmin(offsets[best].abs())]])
 
@@ -129,11 +145,9 @@ def estimate_at(data: CalibrationData, offset: float) -> dict[str, float]:
     """The label-free validation estimate at ``offset``: class-balanced old accuracy on the held-out
     known images, estimated new accuracy on the pooled images (see :func:`hm_offset`) and their
     harmonic mean. Settings are compared by this number, never by a test accuracy."""
-    offsets = torch.tensor([float(offset)], dtype=torch.float64)
-    old = float(_old_accuracy(data, offsets)[0]) if data.known_margins.numel() else 0.0
-    routed = (data.novel_margins.double() + offset > 0).double().mean()
-    new = float(routed) * float(data.novel_confidence) if data.novel_margins.numel() else 0.0
-    hm = 2 * old * new / (old + new) if old + new > 0 else 0.0
+    old, new, hm = (
+        float(v[0]) for v in _estimates(data, torch.tensor([float(offset)], dtype=torch.float64))
+    )
     return {"offset": float(offset), "old_acc": old, "new_acc": new, "hm": hm}
 
 
@@ -186,7 +200,7 @@ def tradeoff_curve(
     """
     logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     y = torch.as_tensor(np.asarray(y)).long()
-    margins = logits[:, num_known:].amax(1) - logits[:, :num_known].amax(1)
+    margins = old_new_margins(logits, num_known)
     deltas = offset_candidates(margins, num=num)
     old_pred = logits[:, :num_known].argmax(1)
     new_ids = logits[:, num_known:].argmax(1) + num_known

@@ -21,6 +21,7 @@ from avalanche_ext.operating_point import (
     CalibrationData,
     calibrate_offset,
     estimate_at,
+    old_new_margins,
 )
 from avalanche_ext.plugin_helpers import (
     dataset_outputs,
@@ -99,11 +100,6 @@ def merge_param_groups(optimizer: torch.optim.Optimizer, original: list[dict[str
         values = {k: v for k, v in source.items() if k not in ("params", "lr_mult", "name")}
         merged.append({**values, "params": group["params"]})
     optimizer.param_groups[:] = merged
-
-
-def _margins(logits: torch.Tensor, num_old: int) -> torch.Tensor:
-    """Best new-class logit minus best old-class logit of each row."""
-    return logits[:, num_old:].amax(1) - logits[:, :num_old].amax(1)
 
 
 @PLUGINS.register_module()
@@ -467,10 +463,10 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         if discovery is not None and state.pool is not None:
             novel = discovery["logits"][torch.isin(discovery["indices"], state.pool.indices.cpu())]
         data = CalibrationData(
-            known_margins=_margins(known, num_old),
+            known_margins=old_new_margins(known, num_old),
             known_old_correct=known[:, :num_old].argmax(1) == labels.long().cpu(),
             known_labels=labels.long().cpu(),
-            novel_margins=_margins(novel, num_old),
+            novel_margins=old_new_margins(novel, num_old),
             novel_confidence=float(novel[:, num_old:].softmax(1).amax(1).mean())
             if len(novel)
             else 0.0,
