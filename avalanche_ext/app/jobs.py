@@ -1,7 +1,11 @@
 """Training runs started from the app: each one is ``train_config.py`` in a child process, so the
 page never blocks and a crash leaves the app and the other runs untouched.
 
-Stop sends SIGINT: the runner finishes the epoch, writes a checkpoint and ``status: interrupted``.
+Stop sends SIGTERM: the runner finishes the epoch, writes a checkpoint and ``status: interrupted``.
+SIGTERM rather than SIGINT because a process started from a non-interactive shell in the background
+inherits SIGINT *ignored*: a child that has not yet installed the runner's handlers (still importing
+or building its model) would drop a SIGINT and train to the end. SIGTERM is never inherited ignored;
+before the handlers exist it ends the child at once, which is still a stop the user asked for.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ __all__ = ["Job", "JobManager", "TRAIN_SCRIPT"]
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "train_config.py"
 _RUN_FOLDER = re.compile(r"^run folder: (?P<path>.+)$")
-_EXIT_INTERRUPTED = 128 + signal.SIGINT
+_STOP_SIGNAL = signal.SIGTERM
+# the runner's exit after a signal (128 + signal), or death by the signal before its handlers existed
+_EXITS_INTERRUPTED = {128 + signal.SIGINT, 128 + signal.SIGTERM}
+_DEATHS_BY_STOP = {-signal.SIGINT, -signal.SIGTERM}
 
 
 @dataclass
@@ -52,7 +59,9 @@ class Job:
             return "running"
         if rc == 0:
             return "completed"
-        return "interrupted" if rc == _EXIT_INTERRUPTED else "failed"
+        if rc in _EXITS_INTERRUPTED or (self.stopping and rc in _DEATHS_BY_STOP):
+            return "interrupted"
+        return "failed"
 
     @property
     def error(self) -> str | None:
@@ -121,11 +130,11 @@ class JobManager:
         job.process.wait()
 
     def stop(self, job_id: int) -> Job | None:
-        """SIGINT to a running child: checkpoint at the end of the epoch, ``interrupted``."""
+        """SIGTERM to a running child: checkpoint at the end of the epoch, ``interrupted``."""
         job = self.jobs.get(job_id)
         if job is not None and job.status == "running":
             job.stopping = True
-            job.process.send_signal(signal.SIGINT)
+            job.process.send_signal(_STOP_SIGNAL)
         return job
 
     def running_dirs(self) -> dict[str, Job]:
@@ -140,4 +149,5 @@ class JobManager:
         """Stops every running child (the app is closing)."""
         for job in self.jobs.values():
             if job.status == "running":
-                job.process.send_signal(signal.SIGINT)
+                job.stopping = True
+                job.process.send_signal(_STOP_SIGNAL)

@@ -165,14 +165,21 @@ def test_train_a_run_to_the_end_and_see_its_curve(page, app_url):
     _shot(page, "train")
 
 
+def _newest_job(driver) -> str:
+    return driver.find_element("css selector", "#jobs-table tbody tr").get_attribute("data-job")
+
+
 def test_stop_a_running_job_and_resume_it(page, app_url):
-    _start(page, epochs=8)
-    _wait(lambda: "epoch" in page.find_element("id", "progress").text, 120, "a first epoch")
-    page.find_element("css selector", "#jobs-table button.stop").click()
+    # an epoch of the synthetic stream takes about 20 ms: 150 epochs leave seconds to click Stop
+    _start(page, epochs=150)
+    job = _newest_job(page)
+    started = f"job {job} (running): experience"  # this job's first epoch, not an earlier job's
+    _wait(lambda: page.find_element("id", "progress").text.startswith(started), 120, "an epoch")
+    page.find_element("css selector", f"#jobs-table tr[data-job='{job}'] button.stop").click()
     _wait(lambda: _job_status(page).startswith("interrupted"), 120, "the interrupt")
     page.find_element("css selector", "#jobs-table button.resume").click()
     _wait(lambda: _job_status(page).startswith("completed"), 240, "the resumed run")
-    assert "epoch 8/8" in page.find_element("id", "progress").text
+    assert "epoch 150/150" in page.find_element("id", "progress").text
     _tab(page, "runs")
     rows = _wait(lambda: page.find_elements("css selector", "#runs-table tbody tr"), 20)
     assert len(rows) == 2 and all("completed" in r.text for r in rows)
