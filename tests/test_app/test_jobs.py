@@ -29,8 +29,13 @@ def test_stop_before_training_starts_ends_the_child_even_with_sigint_ignored(tmp
     try:
         jobs = JobManager(REPO)
         job = jobs.start(
-            [str(SYNTHETIC), "--work-dir", str(tmp_path), "--cfg-options",
-             "cl_strategy.train_epochs=500"],
+            [
+                str(SYNTHETIC),
+                "--work-dir",
+                str(tmp_path),
+                "--cfg-options",
+                "cl_strategy.train_epochs=500",
+            ],
             label="long",
         )
     finally:
@@ -43,8 +48,13 @@ def test_stop_before_training_starts_ends_the_child_even_with_sigint_ignored(tmp
 def test_stop_during_training_checkpoints_and_reports_interrupted(tmp_path):
     jobs = JobManager(REPO)
     job = jobs.start(
-        [str(SYNTHETIC), "--work-dir", str(tmp_path), "--cfg-options",
-         "cl_strategy.train_epochs=500"],
+        [
+            str(SYNTHETIC),
+            "--work-dir",
+            str(tmp_path),
+            "--cfg-options",
+            "cl_strategy.train_epochs=500",
+        ],
         label="long",
     )
     end = time.monotonic() + 120
