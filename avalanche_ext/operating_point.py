@@ -3,7 +3,18 @@ logit, chosen without test labels, and the whole old/new trade-off as ``b`` swee
 
 Pure functions. A calibration objective is registered by a decorator in ``CALIBRATION_OBJECTIVES``
 and sees only :class:`CalibrationData`: held-out KNOWN images with their labels (never trained on)
-and the UNLABELED pooled discovery images. Nothing here reads a test label.
+and the UNLABELED discovery images (all of them, and the pooled ones). Nothing here reads a test
+label.
+
+How the new-class side is estimated without labels: the discovery experience is a mixture of known
+images (share ``pi``, unknown) and novel ones. For any offset, the share of ALL discovery images
+routed to a new class is ``pi * R_known + (1 - pi) * R_novel``; ``R_known`` is measured on the held-out
+known images, class-balanced (the known images of a discovery experience are taken to be balanced,
+as the test set is and as ``CIFAR100KnownNovelLT`` holds them back), ``pi`` is estimated by the mixture-proportion estimator of Blanchard, Lee and Scott
+(JMLR 2010; Scott, AISTATS 2015: the smallest ratio of the two empirical distribution functions over
+the known-like end of the margin), so ``R_novel`` follows. Routing estimated on the pooled images alone
+(the previous estimate, still the fallback when only the pool is given) rates the easiest novel images
+only: the pool is by construction what the gate found most novel, and it overrated routing ~2x.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ __all__ = [
     "calibrate_offset",
     "class_balanced_weights",
     "estimate_at",
+    "known_share",
     "old_new_margins",
     "offset_candidates",
     "register_calibration",
@@ -39,6 +51,8 @@ class CalibrationData:
         novel_confidence: an unlabeled estimate of the accuracy of the new rows on the images they
             receive (the mean, over the pooled images, of the top softmax probability among the new
             classes).
+        discovery_margins: ``[d]`` the margin of EVERY discovery image (known and novel mixed,
+            unlabeled); empty: routing is estimated on the pooled images alone.
     """
 
     known_margins: torch.Tensor
@@ -46,6 +60,7 @@ class CalibrationData:
     known_labels: torch.Tensor
     novel_margins: torch.Tensor
     novel_confidence: float
+    discovery_margins: torch.Tensor | None = None
 
 
 Objective = Callable[..., float]
@@ -105,13 +120,68 @@ def _known_new_rate(data: CalibrationData, offsets: torch.Tensor) -> torch.Tenso
     return (data.known_margins.double()[None, :] + offsets[:, None] > 0).double() @ weights
 
 
+def known_share(
+    known_margins: torch.Tensor,
+    mixed_margins: torch.Tensor,
+    known_weights: torch.Tensor | None = None,
+    min_mass: float = 0.1,
+) -> float:
+    """The share ``pi`` of known images in an unlabeled mixture, from margins alone.
+
+    Mixture-proportion estimation (Blanchard, Lee and Scott, JMLR 2010): with ``F_mix = pi * F_known
+    + (1 - pi) * F_novel`` the distribution functions of the margins, ``pi <= F_mix(t) / F_known(t)``
+    for every ``t``; the smallest ratio over thresholds where the known images hold at least
+    ``min_mass`` of their mass (their known-like, low-margin end, where few novel images lie)
+    estimates it. Exact when some low margins are reached by known images only.
+
+    Args:
+        known_margins: ``[n]`` margins of labelled known images (held out).
+        mixed_margins: ``[d]`` margins of the unlabeled mixture.
+        known_weights: ``[n]`` weights of the known images (default: equal), e.g.
+            :func:`class_balanced_weights` when the mixture's known part is class-balanced.
+        min_mass: smallest known mass below a threshold that is trusted (noise control).
+
+    Returns:
+        float: the estimate in ``[0, 1]`` (0 when either side is empty).
+    """
+    known = known_margins.double().flatten()
+    mixed = mixed_margins.double().flatten().sort().values
+    if known.numel() == 0 or mixed.numel() == 0:
+        return 0.0
+    weights = torch.ones_like(known) if known_weights is None else known_weights.double()
+    order = known.argsort()
+    known, f_known = known[order], torch.cumsum(weights[order], 0) / weights.sum()
+    trusted = f_known >= min_mass
+    f_mixed = torch.searchsorted(mixed, known[trusted], right=True).double() / mixed.numel()
+    return float((f_mixed / f_known[trusted]).min().clamp(0.0, 1.0))
+
+
+def _routed_share(
+    margins: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    routed = (margins.double()[None, :] + offsets[:, None] > 0).double()
+    return routed.mean(1) if weights is None else routed @ weights
+
+
+def _novel_routing(data: CalibrationData, offsets: torch.Tensor) -> torch.Tensor:
+    """Estimated share of novel images routed to a new class at each offset (module docstring)."""
+    mixed = data.discovery_margins
+    if mixed is not None and mixed.numel() and data.known_margins.numel():
+        weights = class_balanced_weights(data.known_labels)
+        pi = known_share(data.known_margins, mixed, weights)
+        if pi < 1.0:
+            r_mixed = _routed_share(mixed, offsets)
+            r_known = _routed_share(data.known_margins, offsets, weights)
+            return ((r_mixed - pi * r_known) / (1.0 - pi)).clamp(0.0, 1.0)
+    if data.novel_margins.numel():
+        return _routed_share(data.novel_margins, offsets)
+    return torch.zeros_like(offsets)
+
+
 def _estimates(data: CalibrationData, offsets: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Estimated old accuracy, new accuracy and their HM at each offset (see :func:`hm_offset`)."""
     old = _old_accuracy(data, offsets)
-    if data.novel_margins.numel():
-        routed = (data.novel_margins.double()[None, :] + offsets[:, None] > 0).double().mean(1)
-    else:
-        routed = torch.zeros_like(offsets)
+    routed = _novel_routing(data, offsets)
     new = routed * float(data.novel_confidence)
     hm = torch.where(old + new > 0, 2 * old * new / (old + new).clamp_min(1e-12), 0.0)
     return old, new, hm
@@ -131,11 +201,13 @@ def hm_offset(data: CalibrationData, rate: float | None = None) -> float:
     """The offset maximising the harmonic mean of the estimated old and new accuracy.
 
     Old accuracy at ``b``: class-balanced share of held-out known images that stay on an old class
-    and are right there. New accuracy at ``b``: share of pooled discovery images routed to a new
-    class times ``novel_confidence`` (no label is available on that side). Ties go to the offset
+    and are right there. New accuracy at ``b``: the estimated share of novel discovery images routed
+    to a new class (mixture-corrected over all discovery images, module docstring; the pooled
+    images' share without them) times ``novel_confidence`` (no label is available on that side). Ties go to the offset
     closest to 0 (the trained head's own decision). ``rate`` is ignored.
     """
-    offsets = offset_candidates(data.known_margins, data.novel_margins)
+    mixed = data.discovery_margins if data.discovery_margins is not None else torch.empty(0)
+    offsets = offset_candidates(data.known_margins, data.novel_margins, mixed)
     hm = _estimates(data, offsets)[2]
     best = torch.nonzero(hm >= hm.max() - 1e-12).flatten()
     return float(offsets[best[torch.argmin(offsets[best].abs())]])

@@ -76,3 +76,36 @@ def test_tradeoff_curve_counts_wrongly_mapped_new_ids_as_errors():
     curve = tradeoff_curve(np.array([0, 3]), logits, 2, {2: 2, 3: 3})
     assert max(curve["new_acc"]) == 0.0  # the novel image goes to id 2, mapped to class 2
     assert curve["auc"] == pytest.approx(0.0)
+
+
+def test_known_share_recovers_the_mixture_proportion_of_separable_margins():
+    from avalanche_ext.operating_point import known_share
+
+    known = torch.linspace(-5, -1, 400)  # held-out known images
+    mixed = torch.cat([torch.linspace(-5, -1, 100), torch.linspace(1, 5, 300)])  # 25 % known
+    assert known_share(known, mixed) == pytest.approx(0.25, abs=0.01)
+    # class-balanced weights: the tail class's (one image) margins count as much as the head's
+    labels = torch.tensor([0] * 399 + [1])
+    from avalanche_ext.operating_point import class_balanced_weights as cbw
+
+    assert 0.0 <= known_share(known, mixed, cbw(labels)) <= 1.0
+    assert known_share(torch.empty(0), mixed) == 0.0
+
+
+def test_routing_is_estimated_on_the_whole_discovery_mixture_not_the_easy_pool():
+    # the pool holds only the clearest novel images (margins >= 2); most novel images sit near 0
+    from avalanche_ext.operating_point import estimate_at
+
+    known = [-3.0, -2.5, -2.0, -1.5] * 10
+    novel_all = [2.0, 3.0] * 5 + [-0.5, 0.2, 0.4, -0.2] * 10  # 50 novel images, 10 of them pooled
+    mixed = known[:10] + novel_all  # 10 known images mixed in
+    pooled_only = _data(known, [True] * 40, list(range(4)) * 10, [2.0, 3.0] * 5)
+    whole = CalibrationData(**{**pooled_only.__dict__, "discovery_margins": torch.tensor(mixed)})
+    at = 1.0  # routes margins > -1: every novel image, no known one
+    assert estimate_at(pooled_only, at)["new_acc"] == pytest.approx(1.0)
+    assert estimate_at(whole, at)["new_acc"] == pytest.approx(1.0)
+    at = -1.0  # routes margins > 1: the 10 pooled-like novel images of 50
+    assert estimate_at(pooled_only, at)["new_acc"] == pytest.approx(1.0)  # the pool's blind spot
+    assert estimate_at(whole, at)["new_acc"] == pytest.approx(10 / 50)
+    # the HM objective then takes the cut that routes every novel image
+    assert 0.5 < calibrate_offset(whole, "hm") <= 1.5

@@ -20,7 +20,9 @@ from avalanche_ext.operating_point import (
     CALIBRATION_OBJECTIVES,
     CalibrationData,
     calibrate_offset,
+    class_balanced_weights,
     estimate_at,
+    known_share,
     old_new_margins,
 )
 from avalanche_ext.plugin_helpers import (
@@ -124,8 +126,9 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
     * Old vs new after the update (``calibrate_new_bias``): one offset is added to the new rows'
       biases, chosen by ``calibration_objective`` (``avalanche_ext.operating_point``) from the
       held-out known images (``strategy.ncd.calibration_images``, labeled, never trained on,
-      weighted so that every class counts the same) and the unlabeled pooled discovery images:
-      ``'hm'`` (default) maximises the estimated harmonic mean of old and new accuracy;
+      weighted so that every class counts the same) and the unlabeled discovery images (all of
+      them, the known share of the mixture estimated from the margins; the pooled ones for the
+      new rows' confidence): ``'hm'`` (default) maximises the estimated harmonic mean of old and new accuracy;
       ``'known_false_novel_rate'`` sends that share of held-out known images to a new class.
       No test label is ever read.
     * After the update the joint head's own assignment of every discovery image (argmax over the
@@ -447,7 +450,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
 
     def _calibrate_bias(self, strategy: Any, discovery: dict[str, Any] | None = None) -> float:
         """Shifts the new rows' biases by the offset ``calibration_objective`` chooses from the
-        held-out known images and the pooled discovery images; returns it (0 without held-out
+        held-out known images and the unlabeled discovery images; returns it (0 without held-out
         images or new rows)."""
         state = discovery_state(strategy)
         model, num_old = strategy.model, self.num_old_classes
@@ -470,6 +473,9 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
             novel_confidence=float(novel[:, num_old:].softmax(1).amax(1).mean())
             if len(novel)
             else 0.0,
+            discovery_margins=old_new_margins(discovery["logits"], num_old)
+            if discovery is not None
+            else None,
         )
         offset = calibrate_offset(
             data, self.calibration_objective, rate=self.known_false_novel_rate
@@ -478,6 +484,13 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
             "objective": self.calibration_objective,
             "validation_estimate": estimate_at(data, offset),
             "validation_estimate_at_zero": estimate_at(data, 0.0),
+            "known_share_estimate": known_share(
+                data.known_margins,
+                data.discovery_margins,
+                class_balanced_weights(data.known_labels),
+            )
+            if data.discovery_margins is not None
+            else None,
         }
         with torch.no_grad():
             model.classifier.bias[num_old:] += offset

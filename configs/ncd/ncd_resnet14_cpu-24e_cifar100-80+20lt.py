@@ -72,7 +72,7 @@ _dual_teacher = dict(
 cl_strategy = dict(
     train_mb_size=128,
     eval_mb_size=512,
-    train_epochs=[24, 6],  # base experience, discovery update
+    train_epochs=[24, 20],  # base experience, discovery update (20: the label-free estimate's pick)
     optimizer=dict(type='SGD', lr=0.2, momentum=0.9, weight_decay=5e-4, nesterov=True),
     scheduler=dict(type='OneCycleLR', max_lr=0.2, total_steps='auto', pct_start=0.25),
     # logit adjustment (Menon et al. 2021) for the balanced test of a long-tailed base; counts arrive

