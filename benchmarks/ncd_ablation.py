@@ -1,6 +1,8 @@
 """What each stage of the discovery pipeline adds: one base model, one dataset, every variant.
 
     python benchmarks/ncd_ablation.py [--config CONFIG] [--seeds 0] [--out DIR] [--write-results]
+        [--base-checkpoint RUN/checkpoints/experience_1.pth] [--no-plain] [--only VARIANT ...]
+        [--cfg-options KEY=VALUE ...]
 
 1. The plain baseline (``ncd_plain_baseline.py``: one PyTorch script, no framework) trains the same
    model for the same epochs on the same base images (equal minutes).
@@ -111,6 +113,9 @@ def variants(cfg) -> dict[str, list[dict] | None]:
             full, CLUSTER, num_clusters=None, k_range=[10, 40]
         ),
         "novel head, backbone frozen": _edit(full, NOVEL, trainable=["head"]),
+        "operating point: routing estimated on the pool only": _edit(
+            full, TEACHER, routing_estimate="pool"
+        ),
         "operating point: 10 % known false-novel rate": _edit(
             full, TEACHER, calibration_objective="known_false_novel_rate",
             known_false_novel_rate=0.1,
@@ -219,7 +224,13 @@ def _resume_variant(cfg, cfg_path, seed, out: Path, name, plugins, ckpt: Path) -
 
 
 def run_seed(
-    cfg_path: str, seed: int, out: Path, quick: dict | None, base: str | None, plain: bool
+    cfg_path: str,
+    seed: int,
+    out: Path,
+    quick: dict | None,
+    base: str | None,
+    plain: bool,
+    only: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     from avalanche_ext.builders import build_scenario  # noqa: PLC0415
     from avalanche_ext.runner import run  # noqa: PLC0415
@@ -238,6 +249,8 @@ def run_seed(
     else:  # a base checkpoint of the same config and seed, made before
         ckpt, full, base_s = Path(base), None, None
     for name, plugins in variants(cfg).items():
+        if only and name not in only:
+            continue
         if plugins is None and full is not None:
             rows.append(_row(name, full, full_s - base_s))
             continue
@@ -304,6 +317,8 @@ def cpu_model() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mmengine.config import DictAction  # noqa: PLC0415  (after avalanche_ext's fixes)
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=DEFAULT_CONFIG)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -315,7 +330,18 @@ def main(argv: list[str] | None = None) -> int:
         help="experience_1.pth of an earlier run of the same config and seed: skip the base",
     )
     ap.add_argument("--no-plain", action="store_true", help="skip the plain-baseline script")
+    ap.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (names)")
+    ap.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        default={},
+        help="config overrides for every variant (key=value, as train_config.py takes them)",
+    )
     args = ap.parse_args(argv)
+    unknown = set(args.only or ()) - set(variants(load_config(args.config)))
+    if unknown:
+        ap.error(f"--only: unknown variant(s) {sorted(unknown)}")
     quick = None
     if args.quick:
         quick = {
@@ -324,15 +350,17 @@ def main(argv: list[str] | None = None) -> int:
             "cl_strategy.train_epochs": [2, 2],
             "cl_strategy.plugins.0.trigger_size": 50,
         }
+    overrides = {**(quick or {}), **args.cfg_options} or None
     t0 = time.time()
     all_rows = [
         run_seed(
             args.config,
             s,
             Path(args.out) / f"seed_{s}",
-            quick,
+            overrides,
             args.base_checkpoint,
             not args.no_plain,
+            args.only,
         )
         for s in args.seeds
     ]

@@ -104,6 +104,37 @@ def merge_param_groups(optimizer: torch.optim.Optimizer, original: list[dict[str
     optimizer.param_groups[:] = merged
 
 
+_ROUTING_ESTIMATES = ("mixture", "pool")
+
+
+def _check_arguments(args: dict[str, Any]) -> None:
+    """Raises ValueError naming the first argument of the plugin that cannot be right."""
+    if args["temperature"] <= 0:
+        raise ValueError(f"temperature must be > 0, got {args['temperature']}")
+    if args["feature_kind"] not in _FEATURE_KINDS:
+        raise ValueError(
+            f"feature_kind must be one of {_FEATURE_KINDS}, got {args['feature_kind']!r}"
+        )
+    weights = ("alpha_old", "alpha_new", "feature_weight", "replay_weight")
+    if min(args[k] for k in (*weights, "backbone_lr_mult", "head_lr_mult")) < 0:
+        raise ValueError("weights and learning-rate multipliers must be >= 0")
+    if args["classifier_epochs"] < 0:
+        raise ValueError(f"classifier_epochs must be >= 0, got {args['classifier_epochs']}")
+    if not 0.0 <= args["known_false_novel_rate"] < 1.0:
+        raise ValueError(
+            f"known_false_novel_rate must be in [0, 1), got {args['known_false_novel_rate']}"
+        )
+    if args["calibration_objective"] not in CALIBRATION_OBJECTIVES:
+        raise ValueError(
+            f"calibration_objective must be one of {sorted(CALIBRATION_OBJECTIVES)}, "
+            f"got {args['calibration_objective']!r}"
+        )
+    if args["routing_estimate"] not in _ROUTING_ESTIMATES:
+        raise ValueError(
+            f"routing_estimate must be one of {_ROUTING_ESTIMATES}, got {args['routing_estimate']!r}"
+        )
+
+
 @PLUGINS.register_module()
 class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True):
     """Two teachers for the update on a discovery experience, old-class replay, and a calibrated
@@ -164,6 +195,9 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         align_weights (bool): weight-align the new rows after the update.
         calibrate_new_bias (bool): calibrate the old-vs-new offset on held-out known images.
         calibration_objective (str): ``'hm'`` or ``'known_false_novel_rate'`` (see above).
+        routing_estimate (str): where objective ``'hm'`` estimates new-class routing: ``'mixture'``
+            (every discovery image, the known share removed; default) or ``'pool'`` (the pooled
+            images only: the earlier estimate, which overrates routing; kept for the ablation).
         known_false_novel_rate (float): share of held-out known images the calibrated model
             predicts as a new class (objective ``'known_false_novel_rate'``).
         freeze_bn (bool): keep every BatchNorm layer in eval mode during the discovery update.
@@ -192,32 +226,14 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         calibrate_new_bias: bool = True,
         calibration_objective: str = "hm",
         known_false_novel_rate: float = 0.05,
+        routing_estimate: str = "mixture",
         freeze_bn: bool = True,
         max_grad_norm: float | None = 1.0,
         calibration_flip: bool = False,
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if feature_kind not in _FEATURE_KINDS:
-            raise ValueError(f"feature_kind must be one of {_FEATURE_KINDS}, got {feature_kind!r}")
-        weights = (
-            alpha_old,
-            alpha_new,
-            feature_weight,
-            replay_weight,
-            backbone_lr_mult,
-            head_lr_mult,
-        )
-        if min(weights) < 0:
-            raise ValueError("weights and learning-rate multipliers must be >= 0")
-        if classifier_epochs < 0:
-            raise ValueError(f"classifier_epochs must be >= 0, got {classifier_epochs}")
-        if not 0.0 <= known_false_novel_rate < 1.0:
-            raise ValueError(
-                f"known_false_novel_rate must be in [0, 1), got {known_false_novel_rate}"
-            )
+        _check_arguments(locals())
         self.alpha_old = float(alpha_old)
         self.alpha_new = float(alpha_new)
         self.temperature = float(temperature)
@@ -232,13 +248,9 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         self.mask_old_logits = bool(mask_old_logits)
         self.align_weights = bool(align_weights)
         self.calibrate_new_bias = bool(calibrate_new_bias)
-        if calibration_objective not in CALIBRATION_OBJECTIVES:
-            raise ValueError(
-                f"calibration_objective must be one of {sorted(CALIBRATION_OBJECTIVES)}, "
-                f"got {calibration_objective!r}"
-            )
         self.calibration_objective = calibration_objective
         self.known_false_novel_rate = float(known_false_novel_rate)
+        self.routing_estimate = routing_estimate
         self.freeze_bn = bool(freeze_bn)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.calibration_flip = bool(calibration_flip)
@@ -474,7 +486,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
             if len(novel)
             else 0.0,
             discovery_margins=old_new_margins(discovery["logits"], num_old)
-            if discovery is not None
+            if discovery is not None and self.routing_estimate == "mixture"
             else None,
         )
         offset = calibrate_offset(

@@ -38,6 +38,9 @@ def test_variants_change_one_setting_each():
     assert teacher["no feature distillation"]["feature_weight"] == 0.0
     assert teacher["no old-logit distillation"]["alpha_old"] == 0.0
     assert teacher["no operating-point calibration"]["calibrate_new_bias"] is False
+    assert teacher["operating point: routing estimated on the pool only"]["routing_estimate"] == (
+        "pool"
+    )
     novel = _by_type(variants["objective: pairwise"])[ablation.NOVEL]
     assert novel["objective"] == "pairwise"
     assert _by_type(variants["novel head, backbone frozen"])[ablation.NOVEL]["trainable"] == [
@@ -65,3 +68,12 @@ def test_table_reports_mean_and_std_over_seeds():
     text = ablation.table(seeds)
     assert "0.300 ± 0.141" in text, text
     assert "HM" in text.splitlines()[0]
+
+
+def test_only_refuses_a_variant_name_it_does_not_have(capsys):
+    import pytest  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as stop:
+        _module().main(["--only", "no such variant"])
+    assert stop.value.code == 2
+    assert "--only: unknown variant(s) ['no such variant']" in capsys.readouterr().err

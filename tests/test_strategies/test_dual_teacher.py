@@ -459,3 +459,13 @@ def test_full_pipeline_end_to_end_on_cifar100_known_novel(tmp_path):
     results = run(cfg, device="cpu", work_dir=str(tmp_path))
     check_discovery_block(results["discovery"])
     assert results["scenario"]["novel_classes"] == list(range(80, 100))
+
+
+def test_routing_estimate_must_be_a_known_one():
+    import pytest  # noqa: PLC0415
+
+    from avalanche_ext.plugins.dual_teacher import DualTeacherDistillationPlugin  # noqa: PLC0415
+
+    assert DualTeacherDistillationPlugin().routing_estimate == "mixture"
+    with pytest.raises(ValueError, match="routing_estimate"):
+        DualTeacherDistillationPlugin(routing_estimate="test_labels")
