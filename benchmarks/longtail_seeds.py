@@ -2,7 +2,7 @@
 """Long-tail methods on the full CIFAR-100-LT (rho 100, 10,847 images), several seeds, paired
 differences against cross-entropy, and Model Doctor against the same fine-tuning unconstrained.
 
-    python benchmarks/longtail_seeds.py [--epochs 20] [--depth 20] [--seeds 0,1,2]
+    python benchmarks/longtail_seeds.py [--epochs 40] [--depth 20] [--seeds 0,1,2]
                                         [--only ce,gml] [--no-write] [--fresh]
 
 Every method is its ``configs/longtail/<method>_resnet32_cpu_cifar100-lt-r100.py`` with the same
@@ -218,7 +218,9 @@ def _section(rows: dict, args: argparse.Namespace, started: str) -> str:
         "recall. Time: wall time of one run.\n\n"
         f"Machine: {_single.cpu_name()}, CPU only. Date: {started}. {args.note}\n"
         f"Command: `python benchmarks/longtail_seeds.py --epochs {args.epochs} --depth "
-        f"{args.depth} --base-channels {args.base_channels} --n-max {args.n_max} --seeds {args.seeds}`\n\n"
+        f"{args.depth} --base-channels {args.base_channels} --n-max {args.n_max} --seeds {args.seeds}"
+        + (f" --only {args.only}" if args.only else "")
+        + "`\n\n"
         + tables(rows)
         + "\n"
     )
@@ -226,7 +228,7 @@ def _section(rows: dict, args: argparse.Namespace, started: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--depth", type=int, default=20, help="CifarResNet depth (6n+2)")
     parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--seeds", default="0,1,2")

@@ -24,20 +24,17 @@ def _until_done(job, timeout: float = 120.0) -> str:
     return job.status
 
 
+def _long_job(work_dir) -> tuple[JobManager, object]:
+    """A synthetic run of 3 x 500 epochs (about 30 s): long enough to be stopped."""
+    jobs = JobManager(REPO)
+    args = [str(SYNTHETIC), "--work-dir", str(work_dir)]
+    return jobs, jobs.start([*args, "--cfg-options", "cl_strategy.train_epochs=500"], label="long")
+
+
 def test_stop_before_training_starts_ends_the_child_even_with_sigint_ignored(tmp_path):
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under a background shell
     try:
-        jobs = JobManager(REPO)
-        job = jobs.start(
-            [
-                str(SYNTHETIC),
-                "--work-dir",
-                str(tmp_path),
-                "--cfg-options",
-                "cl_strategy.train_epochs=500",
-            ],
-            label="long",
-        )
+        jobs, job = _long_job(tmp_path)
     finally:
         signal.signal(signal.SIGINT, previous)
     jobs.stop(job.id)  # while the child is still importing
@@ -46,17 +43,7 @@ def test_stop_before_training_starts_ends_the_child_even_with_sigint_ignored(tmp
 
 
 def test_stop_during_training_checkpoints_and_reports_interrupted(tmp_path):
-    jobs = JobManager(REPO)
-    job = jobs.start(
-        [
-            str(SYNTHETIC),
-            "--work-dir",
-            str(tmp_path),
-            "--cfg-options",
-            "cl_strategy.train_epochs=500",
-        ],
-        label="long",
-    )
+    jobs, job = _long_job(tmp_path)
     end = time.monotonic() + 120
     while not any(line.startswith("experience 1/3:") for line in job.lines):  # training began
         assert job.status == "running" and time.monotonic() < end, list(job.lines)[-5:]
