@@ -8,13 +8,14 @@ label.
 
 How the new-class side is estimated without labels: the discovery experience is a mixture of known
 images (share ``pi``, unknown) and novel ones. For any offset, the share of ALL discovery images
-routed to a new class is ``pi * R_known + (1 - pi) * R_novel``; ``R_known`` is measured on the held-out
-known images, class-balanced (the known images of a discovery experience are taken to be balanced,
-as the test set is and as ``CIFAR100KnownNovelLT`` holds them back), ``pi`` is estimated by the mixture-proportion estimator of Blanchard, Lee and Scott
-(JMLR 2010; Scott, AISTATS 2015: the smallest ratio of the two empirical distribution functions over
-the known-like end of the margin), so ``R_novel`` follows. Routing estimated on the pooled images alone
-(the previous estimate, still the fallback when only the pool is given) rates the easiest novel images
-only: the pool is by construction what the gate found most novel, and it overrated routing ~2x.
+routed to a new class is ``pi * R_known + (1 - pi) * R_novel``. ``R_known`` is measured on the
+held-out known images, class-balanced (the known images of a discovery experience are taken to be
+balanced, as the test set is and as ``CIFAR100KnownNovelLT`` holds them back); ``pi`` is estimated
+by the mixture-proportion estimator of Blanchard, Lee and Scott (JMLR 2010; Scott, AISTATS 2015:
+the smallest ratio of the two empirical distribution functions over the known-like end of the
+margin); so ``R_novel`` follows. Routing estimated on the pooled images alone (the previous
+estimate, still the fallback when only the pool is given) rates the easiest novel images only: the
+pool is by construction what the gate found most novel, and it overrated routing ~2x.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "class_balanced_weights",
     "estimate_at",
     "known_share",
+    "mixture_known_share",
     "old_new_margins",
     "offset_candidates",
     "register_calibration",
@@ -115,9 +117,17 @@ def _old_accuracy(data: CalibrationData, offsets: torch.Tensor) -> torch.Tensor:
     return (kept & data.known_old_correct.bool()[None, :]).double() @ weights
 
 
+def _routed_share(
+    margins: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Share of ``margins`` routed to a new class at each offset (weighted when ``weights``)."""
+    routed = (margins.double()[None, :] + offsets[:, None] > 0).double()
+    return routed.mean(1) if weights is None else routed @ weights
+
+
 def _known_new_rate(data: CalibrationData, offsets: torch.Tensor) -> torch.Tensor:
-    weights = class_balanced_weights(data.known_labels)
-    return (data.known_margins.double()[None, :] + offsets[:, None] > 0).double() @ weights
+    """Class-balanced share of held-out known images routed to a new class at each offset."""
+    return _routed_share(data.known_margins, offsets, class_balanced_weights(data.known_labels))
 
 
 def known_share(
@@ -156,23 +166,22 @@ def known_share(
     return float((f_mixed / f_known[trusted]).min().clamp(0.0, 1.0))
 
 
-def _routed_share(
-    margins: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    routed = (margins.double()[None, :] + offsets[:, None] > 0).double()
-    return routed.mean(1) if weights is None else routed @ weights
+def mixture_known_share(data: CalibrationData) -> float | None:
+    """:func:`known_share` of the discovery mixture in ``data``, the held-out known images weighted
+    class-balanced (module docstring); None without discovery margins or held-out images."""
+    mixed = data.discovery_margins
+    if mixed is None or not mixed.numel() or not data.known_margins.numel():
+        return None
+    return known_share(data.known_margins, mixed, class_balanced_weights(data.known_labels))
 
 
 def _novel_routing(data: CalibrationData, offsets: torch.Tensor) -> torch.Tensor:
     """Estimated share of novel images routed to a new class at each offset (module docstring)."""
-    mixed = data.discovery_margins
-    if mixed is not None and mixed.numel() and data.known_margins.numel():
-        weights = class_balanced_weights(data.known_labels)
-        pi = known_share(data.known_margins, mixed, weights)
-        if pi < 1.0:
-            r_mixed = _routed_share(mixed, offsets)
-            r_known = _routed_share(data.known_margins, offsets, weights)
-            return ((r_mixed - pi * r_known) / (1.0 - pi)).clamp(0.0, 1.0)
+    pi = mixture_known_share(data)
+    if pi is not None and pi < 1.0:
+        r_mixed = _routed_share(data.discovery_margins, offsets)
+        r_known = _known_new_rate(data, offsets)
+        return ((r_mixed - pi * r_known) / (1.0 - pi)).clamp(0.0, 1.0)
     if data.novel_margins.numel():
         return _routed_share(data.novel_margins, offsets)
     return torch.zeros_like(offsets)
@@ -201,10 +210,11 @@ def hm_offset(data: CalibrationData, rate: float | None = None) -> float:
     """The offset maximising the harmonic mean of the estimated old and new accuracy.
 
     Old accuracy at ``b``: class-balanced share of held-out known images that stay on an old class
-    and are right there. New accuracy at ``b``: the estimated share of novel discovery images routed
-    to a new class (mixture-corrected over all discovery images, module docstring; the pooled
-    images' share without them) times ``novel_confidence`` (no label is available on that side). Ties go to the offset
-    closest to 0 (the trained head's own decision). ``rate`` is ignored.
+    and are right there. New accuracy at ``b``: the estimated share of novel discovery images
+    routed to a new class (mixture-corrected over all discovery images, module docstring; the
+    pooled images' share without them) times ``novel_confidence`` (no label is available on that
+    side). Ties go to the offset closest to 0 (the trained head's own decision). ``rate`` is
+    ignored.
     """
     mixed = data.discovery_margins if data.discovery_margins is not None else torch.empty(0)
     offsets = offset_candidates(data.known_margins, data.novel_margins, mixed)
@@ -215,7 +225,7 @@ def hm_offset(data: CalibrationData, rate: float | None = None) -> float:
 
 def estimate_at(data: CalibrationData, offset: float) -> dict[str, float]:
     """The label-free validation estimate at ``offset``: class-balanced old accuracy on the held-out
-    known images, estimated new accuracy on the pooled images (see :func:`hm_offset`) and their
+    known images, estimated new accuracy on the discovery images (see :func:`hm_offset`) and their
     harmonic mean. Settings are compared by this number, never by a test accuracy."""
     old, new, hm = (
         float(v[0]) for v in _estimates(data, torch.tensor([float(offset)], dtype=torch.float64))

@@ -20,9 +20,8 @@ from avalanche_ext.operating_point import (
     CALIBRATION_OBJECTIVES,
     CalibrationData,
     calibrate_offset,
-    class_balanced_weights,
     estimate_at,
-    known_share,
+    mixture_known_share,
     old_new_margins,
 )
 from avalanche_ext.plugin_helpers import (
@@ -159,7 +158,8 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
       held-out known images (``strategy.ncd.calibration_images``, labeled, never trained on,
       weighted so that every class counts the same) and the unlabeled discovery images (all of
       them, the known share of the mixture estimated from the margins; the pooled ones for the
-      new rows' confidence): ``'hm'`` (default) maximises the estimated harmonic mean of old and new accuracy;
+      new rows' confidence): ``'hm'`` (default) maximises the estimated harmonic mean of old and
+      new accuracy;
       ``'known_false_novel_rate'`` sends that share of held-out known images to a new class.
       No test label is ever read.
     * After the update the joint head's own assignment of every discovery image (argmax over the
@@ -496,13 +496,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
             "objective": self.calibration_objective,
             "validation_estimate": estimate_at(data, offset),
             "validation_estimate_at_zero": estimate_at(data, 0.0),
-            "known_share_estimate": known_share(
-                data.known_margins,
-                data.discovery_margins,
-                class_balanced_weights(data.known_labels),
-            )
-            if data.discovery_margins is not None
-            else None,
+            "known_share_estimate": mixture_known_share(data),
         }
         with torch.no_grad():
             model.classifier.bias[num_old:] += offset
