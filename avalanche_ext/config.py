@@ -26,7 +26,8 @@ REQUIRED_KEYS = ("scenario", "model", "cl_strategy")
 _TYPED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "cl_strategy.train_epochs": (
         (int, list, tuple),
-        "a positive int, or a list of them (one per experience, the last repeated)",
+        "a positive int, or a list of them (one per experience, the last repeated); 0 only with"
+        " load_from",
     ),
     "cl_strategy.train_mb_size": ((int,), "a positive int"),
     "cl_strategy.eval_mb_size": ((int,), "a positive int"),
@@ -46,6 +47,11 @@ _POSITIVE = {
     "cl_strategy.eval_mb_size",
     "checkpoint_config.interval",
 }
+# Keys that may be 0 when ``load_from`` gives trained weights: 0 epochs trains nothing on that
+# experience, so only the after-training stages of the plugins run (cRT, GML re-training, Model
+# Doctor from a trained model, the discovery update from a saved base model). Without trained
+# weights 0 epochs would stage-two a random network, so it stays refused.
+_ZERO_WITH_WEIGHTS = {"cl_strategy.train_epochs"}
 
 
 def resolve_config_path(path: str | os.PathLike) -> Path:
@@ -92,8 +98,10 @@ def validate_config(cfg: Config) -> None:
         if isinstance(value, bool) or not isinstance(value, types):
             raise ConfigError(f"{key}: expected {what}, got {value!r}")
         items = list(value) if isinstance(value, (list, tuple)) else [value]
+        lowest = 0 if key in _ZERO_WITH_WEIGHTS and cfg.get("load_from") else 1
         if key in _POSITIVE and (
-            not items or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in items)
+            not items
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < lowest for v in items)
         ):
             raise ConfigError(f"{key}: expected {what}, got {value!r}")
     for key in ("cl_strategy.plugins", "metrics", "loggers"):

@@ -213,7 +213,8 @@ def constrained_finetune(
         epochs: fine-tuning epochs.
         lr: initial learning rate (small: the paper's 1e-3 to 1e-5).
         loss_scale: the channel loss's weight (>= 0).
-        constraint: ``'abs'`` or ``'positive'``.
+        constraint: a name in ``CHANNEL_CONSTRAINTS`` (``'abs'``, ``'positive'``,
+            ``'positive_all_negative'``).
         noise_std: see :func:`capture_outputs`.
         weight_decay: SGD weight decay.
 

@@ -111,6 +111,9 @@ class ExperienceLRScheduler(SupervisedPlugin, supports_distributed=True):
         for group, lr in zip(optimizer.param_groups, self._base_lrs):
             group["lr"] = lr * scale
             group.pop("initial_lr", None)
+        if not strategy.train_epochs:  # 0 epochs (after load_from): no step, nothing to schedule
+            self.scheduler = None
+            return
         cfg = resolve_auto(
             self.cfg, len(strategy.dataloader), strategy.train_epochs, self.by_iteration
         )

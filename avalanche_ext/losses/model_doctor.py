@@ -12,12 +12,14 @@ from collections.abc import Callable, Sequence
 import torch
 
 __all__ = [
+    "CHANNEL_CONSTRAINTS",
     "CHANNEL_SCORES",
     "channel_constraint_loss",
     "channel_scores",
     "class_channel_masks",
     "combine_masks",
     "high_confidence_correct",
+    "register_channel_constraint",
     "register_channel_score",
 ]
 
@@ -141,6 +143,37 @@ def high_confidence_correct(
     return torch.cat(chosen).sort().values
 
 
+ConstraintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CHANNEL_CONSTRAINTS: dict[str, ConstraintFn] = {}
+
+
+def register_channel_constraint(name: str) -> Callable[[ConstraintFn], ConstraintFn]:
+    """Registers ``fn(g [N, K], irrelevant [N, K] 0/1) -> [N, K]``, the per-channel penalty of the
+    spatially averaged class-score gradient ``g`` (the fine-tuning variants of the source document)."""
+
+    def wrap(fn: ConstraintFn) -> ConstraintFn:
+        CHANNEL_CONSTRAINTS[name] = fn
+        return fn
+
+    return wrap
+
+
+@register_channel_constraint("abs")
+def _abs(g: torch.Tensor, irrelevant: torch.Tensor) -> torch.Tensor:
+    return g.abs() * irrelevant
+
+
+@register_channel_constraint("positive")
+def _positive(g: torch.Tensor, irrelevant: torch.Tensor) -> torch.Tensor:
+    return g.clamp_min(0.0) * irrelevant
+
+
+@register_channel_constraint("positive_all_negative")
+def _positive_all_negative(g: torch.Tensor, irrelevant: torch.Tensor) -> torch.Tensor:
+    # the document's variant 6: positive gradients on the irrelevant channels, negative ones on all
+    return g.clamp_min(0.0) * irrelevant + (-g).clamp_min(0.0)
+
+
 def channel_constraint_loss(
     gradient: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor, mode: str = "abs"
 ) -> torch.Tensor:
@@ -148,18 +181,19 @@ def channel_constraint_loss(
     sifted as irrelevant to that class, ``mean_i sum_k (1 - m_{y_i,k}) phi(mean_s g_{i,k,s})`` with
     ``phi = |.|`` (``'abs'``, the paper's) or ``max(., 0)`` (``'positive'``: only gradients that
     raise the class score through irrelevant channels are suppressed).
+    ``'positive_all_negative'`` is the source document's sixth variant: positive gradients
+    suppressed on the irrelevant channels and negative gradients on EVERY channel,
+    ``mean_i sum_k [(1 - m_{y_i,k}) max(g, 0) + max(-g, 0)]``.
 
     Args:
         gradient: ``[N, K, ...]`` ``d z_{y_i} / d activation`` (with ``create_graph`` for training).
         labels: ``[N]``.
         masks: ``[C, K]`` bool, True = relevant (:func:`class_channel_masks`).
-        mode: ``'abs'`` or ``'positive'``.
+        mode: a name in :data:`CHANNEL_CONSTRAINTS` (``'abs'``, ``'positive'``,
+            ``'positive_all_negative'``).
     """
-    if mode == "abs":
-        values = _spatial_mean(gradient).abs()
-    elif mode == "positive":
-        values = _spatial_mean(gradient).clamp_min(0.0)
-    else:
-        raise ValueError(f"constraint must be 'abs' or 'positive', got {mode!r}")
+    if mode not in CHANNEL_CONSTRAINTS:
+        raise ValueError(f"constraint must be one of {sorted(CHANNEL_CONSTRAINTS)}, got {mode!r}")
+    values = _spatial_mean(gradient)
     irrelevant = (~masks.to(gradient.device)[labels.long()]).to(values.dtype)  # [N, K]
-    return (values * irrelevant).sum(1).mean()
+    return CHANNEL_CONSTRAINTS[mode](values, irrelevant).sum(1).mean()

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from avalanche_ext.data.batched import iter_batches, mix_seed, model_memory_format
 from avalanche_ext.errors import ConfigError
-from avalanche_ext.losses.model_doctor import CHANNEL_SCORES
+from avalanche_ext.losses.model_doctor import CHANNEL_CONSTRAINTS, CHANNEL_SCORES
 from avalanche_ext.model_doctor import (
     constrained_finetune,
     resolve_layers,
@@ -72,7 +72,9 @@ class ModelDoctorPlugin(SupervisedPlugin):
         tail_fraction: share of classes that ``'tail'`` takes.
         loss_scale: weight of the channel loss, >= 0 (the document's value for ResNet-50, 10, by
             default; it used 1 for VGG-16; 0 turns the constraint off).
-        constraint: ``'abs'`` (suppress |gradient|) or ``'positive'`` (positive gradients only).
+        constraint: ``'abs'`` (suppress |gradient|), ``'positive'`` (positive gradients only) or
+            ``'positive_all_negative'`` (positive gradients on the irrelevant channels and
+            negative gradients on every channel: the document's sixth variant).
         noise_std: Gaussian noise on the constrained layers' outputs while fine-tuning, in standard
             deviations of the output (0: off; the document found noise can stall training).
         epochs: fine-tuning epochs (0: sift only).
@@ -112,7 +114,7 @@ class ModelDoctorPlugin(SupervisedPlugin):
         for s in self.scores:
             _check_choice("score", s, CHANNEL_SCORES)
         _check_choice("combine", combine, {"intersection", "union"})
-        _check_choice("constraint", constraint, {"abs", "positive"})
+        _check_choice("constraint", constraint, set(CHANNEL_CONSTRAINTS))
         _check_choice("sampling", sampling, {"instance", "class_balanced"})
         if isinstance(classes, str):
             _check_choice("classes", classes, {"all", "tail"})

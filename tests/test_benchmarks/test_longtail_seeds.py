@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,29 @@ def test_section_has_its_own_markers(bench, tmp_path):
     bench._single.write_section(results, "second", bench.BEGIN, bench.END)
     content = results.read_text()
     assert "other" in content and "second" in content and "first" not in content
+
+
+def test_jobs_run_cross_entropy_then_second_stages_then_the_rest(bench):
+    order = bench.jobs(["ce", "balanced-softmax", "crt", "gml"], [0, 1])
+    assert order == [
+        ("ce", 0), ("ce", 1),
+        ("crt", 0), ("gml", 0), ("crt", 1), ("gml", 1),
+        ("balanced-softmax", 0), ("balanced-softmax", 1),
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_second_stage_starts_from_the_cross_entropy_checkpoint(bench, tmp_path):
+    options = bench.budget_options(epochs=1, depth=8, base_channels=8, seed=0, test_subset=2)
+    options["scenario.n_max"] = 10
+    row = bench.run_stage_two("crt", options, tmp_path, fresh=False)
+    ce = json.loads((tmp_path / "ce" / "seed0" / "latest" / "results.json").read_text())
+    stamp = json.loads((tmp_path / "crt" / "seed0" / "options.json").read_text())
+    # the cross-entropy run was made first, and the second stage loaded its final weights and
+    # trained nothing before its plugin
+    assert stamp["cl_strategy.train_epochs"] == 0
+    assert stamp["load_from"] == str(
+        tmp_path / "ce" / "seed0" / "latest" / "checkpoints" / "experience_1.pth"
+    )
+    crt = json.loads((tmp_path / "crt" / "seed0" / "latest" / "results.json").read_text())
+    assert row["time (s)"] == pytest.approx(ce["timing"]["total_s"] + crt["timing"]["total_s"])

@@ -82,3 +82,14 @@ def test_channel_loss_hand_computed_abs_and_positive():
     # positive: image 0 -> 0 + 2 = 2; image 1 -> 0
     assert channel_constraint_loss(grad, labels, masks, "positive").item() == pytest.approx(1.0)
     assert channel_constraint_loss(grad, labels, torch.ones(2, 3, dtype=torch.bool)).item() == 0.0
+    # positive on the irrelevant channels, negative on all: image 0 -> (0 + 2) + |-2| = 4 (its
+    # relevant channel 0 has g = 2 > 0, unpenalised); image 1 -> 0 + |-1| = 1 -> mean 2.5
+    value = channel_constraint_loss(grad, labels, masks, "positive_all_negative")
+    assert value.item() == pytest.approx(2.5)
+    # a relevant channel's negative gradient is penalised too: all-relevant masks still cost 1.5
+    every = torch.ones(2, 3, dtype=torch.bool)
+    assert channel_constraint_loss(grad, labels, every, "positive_all_negative").item() == (
+        pytest.approx(1.5)
+    )
+    with pytest.raises(ValueError, match="constraint"):
+        channel_constraint_loss(grad, labels, masks, "negative")
