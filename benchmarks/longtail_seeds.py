@@ -19,6 +19,10 @@ approximation: GML from the seed-0 cross-entropy checkpoint gave the same 35.89 
 two-stage run (each plugin draws from its own seeded generator). Their time column is the
 cross-entropy run's time plus the second stage's. Jobs run cheapest-first for the seeds: the
 cross-entropy seeds, then the second stages, then the methods that train from scratch.
+
+Times are only comparable on a quiet machine: while a file ``PAUSE`` exists in the work root the
+script waits before its next job (nothing else should run during one), so other work can be
+done between runs without inflating a run's time.
 """
 
 from __future__ import annotations
@@ -140,15 +144,28 @@ def _checkpoint(work_root: Path, method: str, seed: int) -> Path:
     return sorted(folder.glob("experience_*.pth"))[-1]
 
 
-def run_stage_two(method: str, options: dict[str, Any], work_root: Path, fresh: bool) -> dict:
-    """A two-stage method from the cross-entropy run of the same seed (run first if needed)."""
-    first = run_one("ce", options, work_root, fresh=False)
-    start = {
+def _stage_two_options(options: dict[str, Any], work_root: Path) -> dict[str, Any]:
+    """A second stage's overrides: the cross-entropy run's final weights, no first-stage epoch."""
+    return {
         **options,
         "load_from": str(_checkpoint(work_root, "ce", options["seed"])),
         "cl_strategy.train_epochs": 0,
     }
-    row = run_one(method, start, work_root, fresh)
+
+
+def is_finished(method: str, options: dict[str, Any], work_root: Path) -> bool:
+    """Whether ``method`` at this seed already has a finished run with these overrides."""
+    if method in STAGE_TWO:
+        if not is_finished("ce", options, work_root):
+            return False
+        options = _stage_two_options(options, work_root)
+    return _finished(work_root / method / f"seed{options['seed']}", options) is not None
+
+
+def run_stage_two(method: str, options: dict[str, Any], work_root: Path, fresh: bool) -> dict:
+    """A two-stage method from the cross-entropy run of the same seed (run first if needed)."""
+    first = run_one("ce", options, work_root, fresh=False)
+    row = run_one(method, _stage_two_options(options, work_root), work_root, fresh)
     row["time (s)"] = (first["time (s)"] or 0.0) + (row["time (s)"] or 0.0)
     return row
 
@@ -162,6 +179,14 @@ def jobs(methods: list[str], seeds: list[int]) -> list[tuple[str, int]]:
         return group, seed, methods.index(method)
 
     return sorted(((m, s) for m in methods for s in seeds), key=rank)
+
+
+def wait_while_paused(flag: Path, poll_s: float = 5.0) -> None:
+    """Blocks while ``flag`` exists (between jobs, so no run's time includes the pause)."""
+    if flag.exists():
+        print(f"paused: remove {flag} to continue", flush=True)
+    while flag.exists():
+        time.sleep(poll_s)
 
 
 def run_one(method: str, options: dict[str, Any], work_root: Path, fresh: bool) -> dict:
@@ -255,11 +280,13 @@ def _section(rows: dict, args: argparse.Namespace, started: str) -> str:
         "scenario seed 0), "
         f"{args.test_subset or 100} test images per class, run seeds {args.seeds}. "
         "Accuracies in %, mean ± sample std over seeds; GM / HM are 0 when a class has zero "
-        "recall. Time: wall time of one run.\n\n"
+        "recall. Time: wall time of one run (a two-stage method: the cross-entropy run plus its "
+        "second stage).\n\n"
         f"Machine: {_single.cpu_name()}, CPU only. Date: {started}. {args.note}\n"
         f"Command: `python benchmarks/longtail_seeds.py --epochs {args.epochs} --depth "
         f"{args.depth} --base-channels {args.base_channels} --n-max {args.n_max} --seeds {args.seeds}"
         + (f" --only {args.only}" if args.only else "")
+        + (" --finished-only" if args.finished_only else "")
         + "`\n\n"
         + tables(rows)
         + "\n"
@@ -277,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated methods (default: all)")
     parser.add_argument("--fresh", action="store_true", help="rerun finished runs")
     parser.add_argument("--no-write", action="store_true", help="print the tables only")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="tabulate the finished runs and start none (a table of a benchmark still going)",
+    )
     parser.add_argument("--note", default="")
     parser.add_argument(
         "--work-root", default=str(REPO / "work_dirs" / "benchmarks" / "longtail_seeds")
@@ -290,9 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows: dict[str, dict[int, dict]] = {m: {} for m in methods}
     for method, seed in jobs(methods, [int(s) for s in args.seeds.split(",")]):
+        wait_while_paused(Path(args.work_root) / "PAUSE")
         options = budget_options(
             args.epochs, args.depth, args.base_channels, seed, args.test_subset or None, args.n_max
         )
+        if args.finished_only and not is_finished(method, options, Path(args.work_root)):
+            continue
         runner = run_stage_two if method in STAGE_TWO else run_one
         rows[method][seed] = runner(method, options, Path(args.work_root), args.fresh)
         print(json.dumps({"method": method, "seed": seed, **rows[method][seed]}), flush=True)

@@ -296,6 +296,11 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin, supports_distributed=True):
             state.calibration_labels = (
                 labels if old_labels is None else torch.cat([old_labels, labels])
             )
+        self._calibrate(strategy, state)
+
+    def _calibrate(self, strategy: Any, state: Any) -> None:
+        """The threshold that keeps ``target_known_recall`` of the held-out known images known
+        (a transductive score is calibrated while it gates instead)."""
         if self.calibrated and state.calibration_images is not None and not self.transductive:
             out = self._outputs_of_images(strategy, state.calibration_images)
             scores = self.score_outputs(state, out["logits"], out["features"])
@@ -342,6 +347,10 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin, supports_distributed=True):
                 f"ConfidenceGatedPoolPlugin: score {self.score!r} needs the known classes' "
                 "feature statistics, computed after a labeled experience trained with this plugin"
             )
+        if self.calibrated and self.calibrated_threshold is None:
+            # resumed from a run whose gate used another score (or none): the held-out known images
+            # and the base model are both still here, so calibrate as that run would have
+            self._calibrate(strategy, state)
         out = self._gathered_outputs(strategy, experience.dataset.eval())
         order = torch.argsort(out["indices"])
         features = out["features"][order] if out["features"] is not None else None

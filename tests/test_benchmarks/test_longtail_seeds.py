@@ -89,3 +89,23 @@ def test_second_stage_starts_from_the_cross_entropy_checkpoint(bench, tmp_path):
     )
     crt = json.loads((tmp_path / "crt" / "seed0" / "latest" / "results.json").read_text())
     assert row["time (s)"] == pytest.approx(ce["timing"]["total_s"] + crt["timing"]["total_s"])
+    # --finished-only tabulates exactly the runs that exist
+    assert bench.is_finished("crt", options, tmp_path) and bench.is_finished(
+        "ce", options, tmp_path
+    )
+    assert not bench.is_finished("gml", options, tmp_path)
+    assert not bench.is_finished("crt", {**options, "seed": 1}, tmp_path)
+
+
+def test_pause_file_holds_the_next_job(bench, tmp_path):
+    import threading  # noqa: PLC0415
+
+    flag = tmp_path / "PAUSE"
+    flag.touch()
+    waiter = threading.Thread(target=bench.wait_while_paused, args=(flag, 0.01))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive(), "must wait while the file exists"
+    flag.unlink()
+    waiter.join(5)
+    assert not waiter.is_alive()

@@ -53,6 +53,10 @@ def test_variants_change_one_setting_each():
         is None
     )
     assert "LwFPlugin" in _by_type(variants["LwF baseline"])
+    gate = _by_type(variants["gate: Mahalanobis distance"])[ablation.GATE]
+    assert gate["score"] == "mahalanobis" and gate["score_kwargs"] == {}
+    cluster = _by_type(variants["clustering: known prototypes as fixed centres"])[ablation.CLUSTER]
+    assert cluster["known_centres"] is True
     for name, plugins in variants.items():
         if plugins is None or name.startswith(("LwF", "head-only")):
             continue

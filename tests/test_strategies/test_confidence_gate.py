@@ -9,6 +9,7 @@ The stream helpers here (Gaussian blobs seen by a linear probe) are shared by th
 import avalanche_ext  # noqa: F401  (stack fixes before avalanche imports torchvision)
 
 # isort: split
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -358,6 +359,27 @@ def test_fixed_threshold_and_state_dict_round_trip():
     restored = ConfidenceGatedPoolPlugin()
     restored.load_state_dict(calibrated.state_dict())
     assert restored.current_threshold() == calibrated.current_threshold()
+
+
+def test_a_gate_score_changed_after_the_base_calibrates_on_the_held_out_images():
+    """Resuming a base model with another gate score (the gate-score ablation) calibrates that
+    score on the held-out known images when it first gates, as a run trained with it would."""
+    first = gate()
+    strategy = naive(linear_probe(), [first, clustering()], epochs=1)
+    stream = discovery_stream().benchmark.train_stream
+    strategy.train(stream[0])
+    held = strategy.ncd.calibration_images
+    with torch.no_grad():
+        logits = strategy.model.eval()(held)
+    # max_logit's score; the k-th smallest with k = ceil(0.9 n) keeps 90 % of the known ones out
+    scores = (-logits.amax(1)).sort().values
+    expected = float(scores[math.ceil(0.9 * len(scores)) - 1])
+    swapped = gate(score="max_logit", seed=first.seed)
+    assert swapped.calibrated_threshold is None
+    strategy.plugins[strategy.plugins.index(first)] = swapped
+    strategy.train(stream[1])
+    assert swapped.calibrated_threshold == pytest.approx(expected, abs=1e-5)
+    assert strategy.ncd.pool.threshold == pytest.approx(expected, abs=1e-5)
 
 
 def test_calibrated_without_labeled_training_is_an_error():
