@@ -138,9 +138,14 @@ def _finished(work_dir: Path, options: dict[str, Any]) -> dict[str, Any] | None:
     return results if results.get("status") == "completed" else None
 
 
+def _run_dir(work_root: Path, method: str, seed: int) -> Path:
+    """Where ``method`` at ``seed`` keeps its runs."""
+    return work_root / method / f"seed{seed}"
+
+
 def _checkpoint(work_root: Path, method: str, seed: int) -> Path:
     """The final checkpoint of a finished run (its last experience)."""
-    folder = work_root / method / f"seed{seed}" / "latest" / "checkpoints"
+    folder = _run_dir(work_root, method, seed) / "latest" / "checkpoints"
     return sorted(folder.glob("experience_*.pth"))[-1]
 
 
@@ -159,7 +164,7 @@ def is_finished(method: str, options: dict[str, Any], work_root: Path) -> bool:
         if not is_finished("ce", options, work_root):
             return False
         options = _stage_two_options(options, work_root)
-    return _finished(work_root / method / f"seed{options['seed']}", options) is not None
+    return _finished(_run_dir(work_root, method, options["seed"]), options) is not None
 
 
 def run_stage_two(method: str, options: dict[str, Any], work_root: Path, fresh: bool) -> dict:
@@ -191,7 +196,7 @@ def wait_while_paused(flag: Path, poll_s: float = 5.0) -> None:
 
 def run_one(method: str, options: dict[str, Any], work_root: Path, fresh: bool) -> dict:
     """One method at one seed: its table row (reused when already finished)."""
-    work_dir = work_root / method / f"seed{options['seed']}"
+    work_dir = _run_dir(work_root, method, options["seed"])
     results = None if fresh else _finished(work_dir, options)
     if results is None:
         path = config_path(method)

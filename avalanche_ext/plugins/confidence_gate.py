@@ -347,9 +347,10 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin, supports_distributed=True):
                 f"ConfidenceGatedPoolPlugin: score {self.score!r} needs the known classes' "
                 "feature statistics, computed after a labeled experience trained with this plugin"
             )
-        if self.calibrated and self.calibrated_threshold is None:
+        if self.calibrated and self.calibrated_threshold is None and not self.transductive:
             # resumed from a run whose gate used another score (or none): the held-out known images
-            # and the base model are both still here, so calibrate as that run would have
+            # and the base model are both still here, so calibrate as that run would have (a
+            # transductive score calibrates while it scores, below)
             self._calibrate(strategy, state)
         out = self._gathered_outputs(strategy, experience.dataset.eval())
         order = torch.argsort(out["indices"])
