@@ -120,6 +120,12 @@ def variants(cfg) -> dict[str, list[dict] | None]:
             full, TEACHER, calibration_objective="known_false_novel_rate",
             known_false_novel_rate=0.1,
         ),
+        "gate: 80 % of held-out known images kept known": _edit(
+            full, GATE, target_known_recall=0.8
+        ),
+        "gate: 70 % of held-out known images kept known": _edit(
+            full, GATE, target_known_recall=0.7
+        ),
         "gate: max softmax probability": _edit(full, GATE, score="msp", score_kwargs={}),
         "gate: Mahalanobis distance": _edit(full, GATE, score="mahalanobis", score_kwargs={}),
         "clustering: known prototypes as fixed centres": _edit(full, CLUSTER, known_centres=True),
