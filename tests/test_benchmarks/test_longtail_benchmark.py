@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from avalanche_ext.config import load_config
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "longtail.py"
 
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("longtail_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench(load_benchmark):
+    return load_benchmark("longtail")
 
 
 def test_every_cpu_config_ce_first(bench):

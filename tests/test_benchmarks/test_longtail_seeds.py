@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from avalanche_ext.config import load_config
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "longtail_seeds.py"
 
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("longtail_seeds_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench(load_benchmark):
+    return load_benchmark("longtail_seeds")
 
 
 def test_every_method_has_a_config_and_takes_the_same_budget(bench):
