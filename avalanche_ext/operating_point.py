@@ -20,6 +20,7 @@ pool is by construction what the gate found most novel, and it overrated routing
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,6 +56,9 @@ class CalibrationData:
             classes).
         discovery_margins: ``[d]`` the margin of EVERY discovery image (known and novel mixed,
             unlabeled); empty: routing is estimated on the pooled images alone.
+        reference_old_acc: class-balanced accuracy of the model BEFORE the update (the base
+            model) on the same held-out known images; what an old-class budget is counted from
+            (None: the updated model's own old accuracy when nothing is routed new).
     """
 
     known_margins: torch.Tensor
@@ -63,6 +67,7 @@ class CalibrationData:
     novel_margins: torch.Tensor
     novel_confidence: float
     discovery_margins: torch.Tensor | None = None
+    reference_old_acc: float | None = None
 
 
 Objective = Callable[..., float]
@@ -206,19 +211,43 @@ def rate_offset(data: CalibrationData, rate: float = 0.1) -> float:
 
 
 @register_calibration("hm")
-def hm_offset(data: CalibrationData, rate: float | None = None) -> float:
+def hm_offset(data: CalibrationData) -> float:
     """The offset maximising the harmonic mean of the estimated old and new accuracy.
 
     Old accuracy at ``b``: class-balanced share of held-out known images that stay on an old class
     and are right there. New accuracy at ``b``: the estimated share of novel discovery images
     routed to a new class (mixture-corrected over all discovery images, module docstring; the
     pooled images' share without them) times ``novel_confidence`` (no label is available on that
-    side). Ties go to the offset closest to 0 (the trained head's own decision). ``rate`` is
-    ignored.
+    side). Ties go to the offset closest to 0 (the trained head's own decision).
     """
     mixed = data.discovery_margins if data.discovery_margins is not None else torch.empty(0)
     offsets = offset_candidates(data.known_margins, data.novel_margins, mixed)
     hm = _estimates(data, offsets)[2]
+    best = torch.nonzero(hm >= hm.max() - 1e-12).flatten()
+    return float(offsets[best[torch.argmin(offsets[best].abs())]])
+
+
+@register_calibration("hm_within_old_budget")
+def budget_offset(data: CalibrationData, max_old_drop: float = 0.08) -> float:
+    """The offset maximising the estimated harmonic mean (as :func:`hm_offset`) among those that
+    keep the held-out known images' old accuracy within ``max_old_drop`` of the base model's
+    (``reference_old_acc``); when no offset keeps it, the one that loses the least.
+
+    Why: at an 80 % known test prior the harmonic-mean optimum sends many uncertain known images
+    to a new class, and all-class accuracy falls below the base model's. A researcher states the
+    old-class accuracy they are willing to trade for discovery; it is measured on labeled held-out
+    known images, so the constraint needs no test label.
+    """
+    mixed = data.discovery_margins if data.discovery_margins is not None else torch.empty(0)
+    offsets = offset_candidates(data.known_margins, data.novel_margins, mixed)
+    old, _, hm = _estimates(data, offsets)
+    reference = data.reference_old_acc
+    if reference is None:
+        reference = float(_old_accuracy(data, offsets[:1]))  # nothing routed new
+    allowed = old >= reference - max_old_drop - 1e-12
+    if not bool(allowed.any()):
+        return float(offsets[int(torch.argmax(old))])
+    hm = torch.where(allowed, hm, torch.full_like(hm, -1.0))
     best = torch.nonzero(hm >= hm.max() - 1e-12).flatten()
     return float(offsets[best[torch.argmin(offsets[best].abs())]])
 
@@ -234,7 +263,8 @@ def estimate_at(data: CalibrationData, offset: float) -> dict[str, float]:
 
 
 def calibrate_offset(data: CalibrationData, objective: str, **options: float) -> float:
-    """The offset chosen by the registered ``objective`` (0.0 without held-out known images)."""
+    """The offset chosen by the registered ``objective`` (0.0 without held-out known images);
+    each objective receives the ``options`` its signature names (``rate``, ``max_old_drop``...)."""
     if objective not in CALIBRATION_OBJECTIVES:
         raise ValueError(
             f"calibration_objective must be one of {sorted(CALIBRATION_OBJECTIVES)}, "
@@ -242,7 +272,9 @@ def calibrate_offset(data: CalibrationData, objective: str, **options: float) ->
         )
     if data.known_margins.numel() == 0:
         return 0.0
-    return CALIBRATION_OBJECTIVES[objective](data, **options)
+    fn = CALIBRATION_OBJECTIVES[objective]
+    names = inspect.signature(fn).parameters
+    return fn(data, **{k: v for k, v in options.items() if k in names})
 
 
 def _area(olds: np.ndarray, news: np.ndarray) -> float:

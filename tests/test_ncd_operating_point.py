@@ -109,3 +109,44 @@ def test_routing_is_estimated_on_the_whole_discovery_mixture_not_the_easy_pool()
     assert estimate_at(whole, at)["new_acc"] == pytest.approx(10 / 50)
     # the HM objective then takes the cut that routes every novel image
     assert 0.5 < calibrate_offset(whole, "hm") <= 1.5
+
+
+def _budget_data(reference):
+    # 10 known images (one class each), all right on the old classes, margins -9..0; 10 pooled
+    # novel images with margins -4.5..0: every step to the right routes one more novel image and,
+    # past -4, a known one too
+    known = [-9.0, -8, -7, -6, -5, -4, -3, -2, -1, 0.0]
+    data = _data(known, [True] * 10, list(range(10)), [-4.5 + 0.5 * i for i in range(10)])
+    data.reference_old_acc = reference
+    return data, torch.tensor(known)
+
+
+def test_old_budget_objective_keeps_the_held_out_old_accuracy_within_the_budget():
+    data, known = _budget_data(reference=1.0)
+    free = calibrate_offset(data, "hm")
+    assert (known + free > 0).double().mean() > 0.2  # the plain HM cut gives up > 2 known images
+    for budget in (0.0, 0.1, 0.2):
+        b = calibrate_offset(data, "hm_within_old_budget", max_old_drop=budget)
+        kept = float((known + b <= 0).double().mean())
+        assert kept >= 1.0 - budget - 1e-9
+        # ... and it routes as many novel images as the budget allows: one more step breaks it
+        assert float((known + b + 1.0 <= 0).double().mean()) < 1.0 - budget
+
+
+def test_old_budget_is_counted_from_the_base_model_and_falls_back_to_the_safest_cut():
+    # the updated model already lost 20 points against its base: a 10-point budget cannot be kept,
+    # so the cut that keeps the most known images is taken
+    data, known = _budget_data(reference=1.0)
+    data.known_old_correct = torch.tensor([True] * 8 + [False] * 2)
+    b = calibrate_offset(data, "hm_within_old_budget", max_old_drop=0.1)
+    assert bool((known[:8] + b <= 0).all())
+    # without a reference the budget counts from the updated model's own old accuracy
+    data.reference_old_acc = None
+    b = calibrate_offset(data, "hm_within_old_budget", max_old_drop=0.1)
+    assert float(((known + b <= 0) & data.known_old_correct).double().mean()) >= 0.7 - 1e-9
+
+
+def test_an_objective_receives_only_the_options_it_names():
+    data, _ = _budget_data(reference=1.0)
+    hm = calibrate_offset(data, "hm", rate=0.3, max_old_drop=0.1)
+    assert hm == calibrate_offset(data, "hm")

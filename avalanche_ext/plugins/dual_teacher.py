@@ -20,6 +20,7 @@ from avalanche_ext.operating_point import (
     CALIBRATION_OBJECTIVES,
     CalibrationData,
     calibrate_offset,
+    class_balanced_weights,
     estimate_at,
     mixture_known_share,
     old_new_margins,
@@ -119,6 +120,8 @@ def _check_arguments(args: dict[str, Any]) -> None:
         raise ValueError("weights and learning-rate multipliers must be >= 0")
     if args["classifier_epochs"] < 0:
         raise ValueError(f"classifier_epochs must be >= 0, got {args['classifier_epochs']}")
+    if not 0.0 <= args["max_old_drop"] <= 1.0:
+        raise ValueError(f"max_old_drop must be in [0, 1], got {args['max_old_drop']}")
     if not 0.0 <= args["known_false_novel_rate"] < 1.0:
         raise ValueError(
             f"known_false_novel_rate must be in [0, 1), got {args['known_false_novel_rate']}"
@@ -200,6 +203,9 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
             images only: the earlier estimate, which overrates routing; kept for the ablation).
         known_false_novel_rate (float): share of held-out known images the calibrated model
             predicts as a new class (objective ``'known_false_novel_rate'``).
+        max_old_drop (float): objective ``'hm_within_old_budget'``: the most class-balanced
+            old-class accuracy on the held-out known images the update may lose against the model
+            before it (Teacher A), e.g. 0.08 = 8 points.
         freeze_bn (bool): keep every BatchNorm layer in eval mode during the discovery update.
         max_grad_norm (float | None): clip the global gradient norm of update steps (None: off);
             a small pool and separable replay features can otherwise blow the update up.
@@ -226,6 +232,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         calibrate_new_bias: bool = True,
         calibration_objective: str = "hm",
         known_false_novel_rate: float = 0.05,
+        max_old_drop: float = 0.08,
         routing_estimate: str = "mixture",
         freeze_bn: bool = True,
         max_grad_norm: float | None = 1.0,
@@ -250,6 +257,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         self.calibrate_new_bias = bool(calibrate_new_bias)
         self.calibration_objective = calibration_objective
         self.known_false_novel_rate = float(known_false_novel_rate)
+        self.max_old_drop = float(max_old_drop)
         self.routing_estimate = routing_estimate
         self.freeze_bn = bool(freeze_bn)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
@@ -471,9 +479,8 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
             return 0.0
         if labels is None:
             labels = torch.zeros(len(images), dtype=torch.long)
-        known = self._outputs(
-            strategy, torch.utils.data.TensorDataset(images, labels.long().cpu())
-        )["logits"]
+        held_out = torch.utils.data.TensorDataset(images, labels.long().cpu())
+        known = self._outputs(strategy, held_out)["logits"]
         novel = torch.empty(0, model.num_classes)
         if discovery is not None and state.pool is not None:
             novel = discovery["logits"][torch.isin(discovery["indices"], state.pool.indices.cpu())]
@@ -488,19 +495,34 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
             discovery_margins=old_new_margins(discovery["logits"], num_old)
             if discovery is not None and self.routing_estimate == "mixture"
             else None,
+            reference_old_acc=self._reference_old_acc(strategy, held_out),
         )
         offset = calibrate_offset(
-            data, self.calibration_objective, rate=self.known_false_novel_rate
+            data,
+            self.calibration_objective,
+            rate=self.known_false_novel_rate,
+            max_old_drop=self.max_old_drop,
         )
         state.operating_point = {
             "objective": self.calibration_objective,
             "validation_estimate": estimate_at(data, offset),
             "validation_estimate_at_zero": estimate_at(data, 0.0),
             "known_share_estimate": mixture_known_share(data),
+            "reference_old_acc": data.reference_old_acc,
         }
         with torch.no_grad():
             model.classifier.bias[num_old:] += offset
         return offset
+
+    def _reference_old_acc(self, strategy: Any, held_out: Any) -> float | None:
+        """Teacher A's class-balanced accuracy on the held-out known images (None: no teacher)."""
+        if self.teacher is None:
+            return None
+        batch = int(getattr(strategy, "eval_mb_size", None) or 256)
+        out = dataset_outputs(self.teacher, held_out, strategy.device, batch, self.calibration_flip)
+        labels = out["targets"].long()
+        right = (out["logits"][:, : self.num_old_classes].argmax(1) == labels).double()
+        return float(right @ class_balanced_weights(labels))
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -175,14 +175,20 @@ def test_old_class_feature_replay_hand_computed():
     assert classifier.weight.grad is not None  # the replay term trains the classifier
 
 
-def test_calibrated_offset_makes_the_target_share_of_held_out_known_images_new():
-    """After the offset exactly floor(rate * n) held-out KNOWN images are predicted as a new class."""
+def _grown_probe():
+    """A linear probe of 3 known classes grown to 5: random rows, zero biases."""
     model = linear_probe(3)
     model.grow(5)
     torch.manual_seed(1)
     with torch.no_grad():
         model.classifier.weight.normal_()
         model.classifier.bias.zero_()
+    return model
+
+
+def test_calibrated_offset_makes_the_target_share_of_held_out_known_images_new():
+    """After the offset exactly floor(rate * n) held-out KNOWN images are predicted as a new class."""
+    model = _grown_probe()
     images, labels = blobs([0, 1, 2], 7, seed=3)  # 21 held-out known images
     plugin = DualTeacherDistillationPlugin(
         calibrate_new_bias=True,
@@ -469,3 +475,57 @@ def test_routing_estimate_must_be_a_known_one():
     assert DualTeacherDistillationPlugin().routing_estimate == "mixture"
     with pytest.raises(ValueError, match="routing_estimate"):
         DualTeacherDistillationPlugin(routing_estimate="test_labels")
+
+
+def test_the_paper_scale_config_is_the_flagship_recipe_on_a_larger_model():
+    from avalanche_ext.config import load_config  # noqa: PLC0415
+
+    cpu = load_config(REPO / "configs/ncd/ncd_resnet14_cpu-24e_cifar100-80+20lt.py")
+    gpu = load_config(REPO / "configs/ncd/dualteacher_resnet18_100e_cifar100-80+20lt.py")
+    cpu_plugins, gpu_plugins = cpu.cl_strategy.plugins, gpu.cl_strategy.plugins
+    assert [p["type"] for p in gpu_plugins] == [p["type"] for p in cpu_plugins]
+    for mine, theirs in zip(cpu_plugins, gpu_plugins):
+        if mine["type"] != "DualTeacherDistillationPlugin":
+            assert dict(mine) == dict(theirs), mine["type"]
+        else:  # only the last stage's learning rate differs (a 30-epoch update affords more)
+            differ = {k for k in {**mine, **theirs} if mine.get(k) != theirs.get(k)}
+            assert differ == {"backbone_lr_mult"}
+    assert gpu.model.backbone.depth == 18 and gpu.cl_strategy.train_epochs == [100, 30]
+
+
+def test_old_class_budget_must_be_a_share():
+    import pytest  # noqa: PLC0415
+
+    from avalanche_ext.plugins.dual_teacher import DualTeacherDistillationPlugin  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="max_old_drop"):
+        DualTeacherDistillationPlugin(max_old_drop=8)
+
+
+def test_old_budget_counts_from_the_teachers_accuracy_on_the_held_out_images():
+    """The budget objective keeps the held-out old accuracy within max_old_drop of Teacher A's."""
+    teacher = linear_probe(3)
+    model = _grown_probe()
+    images, labels = blobs([0, 1, 2], 10, seed=3)
+    with torch.no_grad():  # the teacher is right on every held-out image
+        teacher.classifier.weight.copy_(model.classifier.weight[:3])
+        teacher.classifier.bias.zero_()
+        right = teacher(images).argmax(1) == labels
+    plugin = DualTeacherDistillationPlugin(calibration_objective="hm_within_old_budget")
+    plugin.num_old_classes, plugin.teacher = 3, teacher.eval()
+    strategy = SimpleNamespace(
+        model=model,
+        device="cpu",
+        eval_mb_size=64,
+        ncd=DiscoveryState(calibration_images=images, calibration_labels=labels),
+    )
+    for budget in (0.0, 0.2):
+        with torch.no_grad():
+            model.classifier.bias.zero_()
+        plugin.max_old_drop = budget
+        plugin._calibrate_bias(strategy)
+        reference = strategy.ncd.operating_point["reference_old_acc"]
+        assert reference == pytest.approx(float(right.double().mean()))
+        with torch.no_grad():
+            predicted = model.eval()(images).argmax(1)
+        assert float((predicted == labels).double().mean()) >= reference - budget - 1e-9
