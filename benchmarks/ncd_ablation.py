@@ -51,6 +51,7 @@ from strategies.confidence_gate import ConfidenceGatedPoolPlugin  # noqa: E402
 DEFAULT_CONFIG = "configs/ncd/ncd_resnet14_cpu-24e_cifar100-80+20lt.py"
 GATE, CLUSTER = "ConfidenceGatedPoolPlugin", "PseudoLabelClusteringPlugin"
 NOVEL, TEACHER = "NovelHeadUpdatePlugin", "DualTeacherDistillationPlugin"
+EXEMPLARS = "KnownExemplarReplayPlugin"
 
 
 @PLUGINS.register_module(force=True)
@@ -103,7 +104,7 @@ def variants(cfg) -> dict[str, list[dict] | None]:
     head_only = _edit(
         _without(full, NOVEL), TEACHER, classifier_epochs=update_epochs, feature_weight=0.0
     )
-    lwf = _without(_without(full, NOVEL), TEACHER)
+    lwf = _without(_without(_without(full, NOVEL), TEACHER), EXEMPLARS)
     lwf.insert(2, dict(type="LwFPlugin", alpha=1.0, temperature=2.0))
     return {
         "config as shipped": None,
@@ -136,6 +137,10 @@ def variants(cfg) -> dict[str, list[dict] | None]:
         "no old-logit distillation": _edit(full, TEACHER, alpha_old=0.0),
         "objective: swapped + pairwise": _edit(full, NOVEL, objective="swapped+pairwise"),
         "no operating-point calibration": _edit(full, TEACHER, calibrate_new_bias=False),
+        "no known exemplar replay": _without(full, EXEMPLARS),
+        "operating point: HM within a 5-point old-class budget": _edit(
+            full, TEACHER, calibration_objective="hm_within_old_budget", max_old_drop=0.05
+        ),
         "LwF baseline": lwf,
     }  # fmt: skip
 
@@ -325,9 +330,20 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_cfg_options(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options KEY=VALUE ...``: config overrides for every variant (train_config.py's form)."""
     from mmengine.config import DictAction  # noqa: PLC0415  (after avalanche_ext's fixes)
 
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        default={},
+        help="config overrides for every variant (key=value, as train_config.py takes them)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=DEFAULT_CONFIG)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -340,13 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-plain", action="store_true", help="skip the plain-baseline script")
     ap.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (names)")
-    ap.add_argument(
-        "--cfg-options",
-        nargs="+",
-        action=DictAction,
-        default={},
-        help="config overrides for every variant (key=value, as train_config.py takes them)",
-    )
+    add_cfg_options(ap)
     args = ap.parse_args(argv)
     unknown = set(args.only or ()) - set(variants(load_config(args.config)))
     if unknown:

@@ -2,6 +2,7 @@
 
     python benchmarks/ncd_proxy.py [--config CONFIG] [--seed 1] [--out DIR]
         [--only VARIANT ...] [--base-checkpoint RUN/checkpoints/experience_1.pth]
+        [--cfg-options KEY=VALUE ...]
 
 The label-free estimate that chooses the flagship's operating point reads the new-class side from
 the head's confidence on the unlabeled discovery images, which overrates it (0.47-0.51 where the
@@ -41,8 +42,8 @@ PROXY_NOVEL = 16  # of them, the last 16 pose as novel (80 / 20 evaluation prior
 PER_CLASS_VAL = 50
 DEFAULT_VARIANTS = [
     "config as shipped",
-    "gate: 80 % of held-out known images kept known",
-    "gate: 70 % of held-out known images kept known",
+    "no known exemplar replay",
+    "operating point: HM within a 5-point old-class budget",
 ]
 
 
@@ -68,15 +69,26 @@ def write_proxy_folder(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def proxy_overrides(folder: Path) -> dict:
-    """The flagship's keys that make it the proxy task (data, class split, k)."""
+def _position(cfg_path: str, kind: str) -> int:
+    """Index of the plugin of type ``kind`` in the config's ``cl_strategy.plugins``."""
+    kinds = [p["type"] for p in ncd_ablation.load_config(cfg_path).cl_strategy.plugins]
+    if kind not in kinds:
+        raise SystemExit(f"error: {cfg_path}: cl_strategy.plugins has no {kind}")
+    return kinds.index(kind)
+
+
+def proxy_overrides(folder: Path, cfg_path: str = ncd_ablation.DEFAULT_CONFIG) -> dict:
+    """The config's keys that make it the proxy task (data, class split, k); the gate and the
+    clustering plugin are found by type."""
+    gate = _position(cfg_path, ncd_ablation.GATE)
+    clustering = _position(cfg_path, ncd_ablation.CLUSTER)
     return {
         "scenario.dataset": str(folder),
         "scenario.novel_classes": "last",
         "scenario.num_novel": PROXY_NOVEL,
         "model.head.num_classes": KNOWN - PROXY_NOVEL,
-        "cl_strategy.plugins.0.score_kwargs.k": PROXY_NOVEL,
-        "cl_strategy.plugins.1.num_clusters": PROXY_NOVEL,
+        f"cl_strategy.plugins.{gate}.score_kwargs.k": PROXY_NOVEL,
+        f"cl_strategy.plugins.{clustering}.num_clusters": PROXY_NOVEL,
     }
 
 
@@ -87,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="work_dirs/benchmarks/ncd_proxy")
     ap.add_argument("--only", nargs="+", default=DEFAULT_VARIANTS, metavar="VARIANT")
     ap.add_argument("--base-checkpoint", help="experience_1.pth of an earlier proxy run")
+    ncd_ablation.add_cfg_options(ap)
     args = ap.parse_args(argv)
     out = Path(args.out)
     folder = write_proxy_folder(out / "data")
@@ -94,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         args.config,
         args.seed,
         out / f"seed_{args.seed}",
-        proxy_overrides(folder),
+        {**proxy_overrides(folder, args.config), **args.cfg_options},
         args.base_checkpoint,
         plain=False,
         only=args.only,

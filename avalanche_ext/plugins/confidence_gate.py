@@ -318,18 +318,24 @@ class ConfidenceGatedPoolPlugin(SupervisedPlugin, supports_distributed=True):
         )
 
     # ---------------------------------------------------------------- phases
-    def _hold_out(self, strategy: Any) -> None:
-        if not self.calibrated:
-            return
-        dataset = strategy.adapted_dataset
-        n = len(dataset)
+    def held_out_split(self, n: int, exp_index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The rows of a labeled experience of ``n`` samples that are held out for calibration and
+        the rows trained on, both sorted (None: nothing is held out). A pure function of the seed
+        and the experience, so another plugin can tell which images were never trained on."""
         n_hold = min(n - 1, max(1, round(self.calibration_fraction * n)))
-        if n_hold < 1:
-            return
-        exp_index = int(getattr(strategy.experience, "current_experience", 0))
+        if not self.calibrated or n_hold < 1:
+            return None
         generator = torch.Generator().manual_seed(self.seed * 100_003 + exp_index)
         order = torch.randperm(n, generator=generator)
-        held, kept = order[:n_hold].sort().values, order[n_hold:].sort().values
+        return order[:n_hold].sort().values, order[n_hold:].sort().values
+
+    def _hold_out(self, strategy: Any) -> None:
+        dataset = strategy.adapted_dataset
+        exp_index = int(getattr(strategy.experience, "current_experience", 0))
+        split = self.held_out_split(len(dataset), exp_index)
+        if split is None:
+            return
+        held, kept = split
         self._held_out = dataset.eval().subset(held.tolist())
         strategy.adapted_dataset = dataset.subset(kept.tolist())
 

@@ -345,6 +345,12 @@ def _discovery(doc: Document, results: dict[str, Any], figures: dict[str, str]) 
     elif discovery.get("reason"):
         section.text(f"Update triggered: {discovery.get('reason')}.")
     _discovery_conventions(section, discovery)
+    exemplars = results.get("known_exemplars") or {}
+    if exemplars.get("images"):
+        section.text(
+            f"Not exemplar-free: the update replayed {exemplars['images']} labeled images of "
+            f"{exemplars.get('classes')} known classes (FRoST's protocol stores none)."
+        )
     section.table(["measure", "value"], _discovery_rates(discovery))
     if discovery.get("cluster_acc_convention"):
         section.text(f"Cluster accuracy: {discovery['cluster_acc_convention']}.")

@@ -3,29 +3,25 @@ forgetting control and per objective of the update), and its table shows mean +-
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+import pytest
 
 from avalanche_ext.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "ncd_ablation", ROOT / "benchmarks" / "ncd_ablation.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def ablation(load_benchmark):
+    return load_benchmark("ncd_ablation")
 
 
 def _by_type(plugins):
     return {p["type"]: p for p in plugins}
 
 
-def test_variants_change_one_setting_each():
-    ablation = _module()
+def test_variants_change_one_setting_each(ablation):
     cfg = load_config(ROOT / ablation.DEFAULT_CONFIG)
     full = [dict(p) for p in cfg.cl_strategy.plugins]
     variants = ablation.variants(cfg)
@@ -38,6 +34,13 @@ def test_variants_change_one_setting_each():
     assert teacher["no feature distillation"]["feature_weight"] == 0.0
     assert teacher["no old-logit distillation"]["alpha_old"] == 0.0
     assert teacher["no operating-point calibration"]["calibrate_new_bias"] is False
+    assert teacher["config as shipped"]["calibration_objective"] == "hm"
+    budget = teacher["operating point: HM within a 5-point old-class budget"]
+    assert budget["calibration_objective"] == "hm_within_old_budget"
+    assert budget["max_old_drop"] == 0.05
+    assert ablation.EXEMPLARS in _by_type(full)
+    assert ablation.EXEMPLARS not in _by_type(variants["no known exemplar replay"])
+    assert ablation.EXEMPLARS not in _by_type(variants["LwF baseline"])
     assert teacher["operating point: routing estimated on the pool only"]["routing_estimate"] == (
         "pool"
     )
@@ -64,8 +67,7 @@ def test_variants_change_one_setting_each():
         assert len(changed) == 1, (name, changed)
 
 
-def test_table_reports_mean_and_std_over_seeds():
-    ablation = _module()
+def test_table_reports_mean_and_std_over_seeds(ablation):
     keys = ["old_acc", "new_acc", "all_acc", "hm", "cluster_acc", "auroc"]
     row = {"variant": "config as shipped", "seconds": 10.0}
     seeds = [[{**row, **dict.fromkeys(keys, v)}] for v in (0.2, 0.4)]
@@ -74,10 +76,8 @@ def test_table_reports_mean_and_std_over_seeds():
     assert "HM" in text.splitlines()[0]
 
 
-def test_only_refuses_a_variant_name_it_does_not_have(capsys):
-    import pytest  # noqa: PLC0415
-
+def test_only_refuses_a_variant_name_it_does_not_have(ablation, capsys):
     with pytest.raises(SystemExit) as stop:
-        _module().main(["--only", "no such variant"])
+        ablation.main(["--only", "no such variant"])
     assert stop.value.code == 2
     assert "--only: unknown variant(s) ['no such variant']" in capsys.readouterr().err

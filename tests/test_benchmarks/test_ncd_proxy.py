@@ -4,10 +4,10 @@ scenario has 64 known and 16 hidden proxy-novel classes."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -18,14 +18,9 @@ from avalanche_ext.datasets.cifar import Cifar100
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _module():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("ncd_proxy", ROOT / "benchmarks" / "ncd_proxy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def proxy(load_benchmark):
+    return load_benchmark("ncd_proxy")
 
 
 def _fake_cifar(per_class: int) -> Cifar100:
@@ -43,8 +38,7 @@ def _fake_cifar(per_class: int) -> Cifar100:
     )  # fmt: skip
 
 
-def test_proxy_folder_holds_known_training_images_only(tmp_path, monkeypatch):
-    proxy = _module()
+def test_proxy_folder_holds_known_training_images_only(proxy, tmp_path, monkeypatch):
     monkeypatch.setattr(proxy, "load_cifar100", lambda: _fake_cifar(12))
     monkeypatch.setattr(proxy, "PER_CLASS_VAL", 3)
     folder = proxy.write_proxy_folder(tmp_path / "proxy")
@@ -61,8 +55,7 @@ def test_proxy_folder_holds_known_training_images_only(tmp_path, monkeypatch):
     assert not train & val
 
 
-def test_proxy_overrides_make_a_64_known_16_novel_task(tmp_path):
-    proxy = _module()
+def test_proxy_overrides_make_a_64_known_16_novel_task(proxy, tmp_path):
     for split, per in (("train", 40), ("val", 2)):
         for c in range(80):
             (tmp_path / split / f"c{c:02d}").mkdir(parents=True)

@@ -82,6 +82,15 @@ def test_a_run_that_discovered_nothing_says_so(example_results, tmp_path):
     assert "Update triggered" not in md
 
 
+def test_a_run_with_known_exemplars_says_it_is_not_exemplar_free(example_results, tmp_path):
+    write_report(example_results, str(tmp_path / "plain"))
+    assert "exemplar" not in (tmp_path / "plain" / "report.md").read_text(encoding="utf-8")
+    example_results["known_exemplars"] = {"images": 1600, "classes": 80, "per_class": 20}
+    write_report(example_results, str(tmp_path / "kept"))
+    md = (tmp_path / "kept" / "report.md").read_text(encoding="utf-8")
+    assert "Not exemplar-free: the update replayed 1600 labeled images of 80 known classes" in md
+
+
 def test_sparse_results_render_without_crashing(tmp_path):
     assert write_report({}, str(tmp_path / "empty")) == {
         "report_md": "report.md",
