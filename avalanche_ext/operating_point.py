@@ -210,6 +210,19 @@ def rate_offset(data: CalibrationData, rate: float = 0.1) -> float:
     return float(offsets[int(torch.argmin((share - rate).abs()))])
 
 
+def _all_candidates(data: CalibrationData) -> torch.Tensor:
+    """Every decision the held-out, pooled and (when given) all discovery margins allow."""
+    mixed = data.discovery_margins if data.discovery_margins is not None else torch.empty(0)
+    return offset_candidates(data.known_margins, data.novel_margins, mixed)
+
+
+def _best_closest_to_zero(offsets: torch.Tensor, score: torch.Tensor) -> float:
+    """The offset of the highest ``score``; ties go to the offset closest to 0 (the trained head's
+    own decision)."""
+    best = torch.nonzero(score >= score.max() - 1e-12).flatten()
+    return float(offsets[best[torch.argmin(offsets[best].abs())]])
+
+
 @register_calibration("hm")
 def hm_offset(data: CalibrationData) -> float:
     """The offset maximising the harmonic mean of the estimated old and new accuracy.
@@ -220,11 +233,8 @@ def hm_offset(data: CalibrationData) -> float:
     pooled images' share without them) times ``novel_confidence`` (no label is available on that
     side). Ties go to the offset closest to 0 (the trained head's own decision).
     """
-    mixed = data.discovery_margins if data.discovery_margins is not None else torch.empty(0)
-    offsets = offset_candidates(data.known_margins, data.novel_margins, mixed)
-    hm = _estimates(data, offsets)[2]
-    best = torch.nonzero(hm >= hm.max() - 1e-12).flatten()
-    return float(offsets[best[torch.argmin(offsets[best].abs())]])
+    offsets = _all_candidates(data)
+    return _best_closest_to_zero(offsets, _estimates(data, offsets)[2])
 
 
 @register_calibration("hm_within_old_budget")
@@ -238,18 +248,15 @@ def budget_offset(data: CalibrationData, max_old_drop: float = 0.08) -> float:
     old-class accuracy they are willing to trade for discovery; it is measured on labeled held-out
     known images, so the constraint needs no test label.
     """
-    mixed = data.discovery_margins if data.discovery_margins is not None else torch.empty(0)
-    offsets = offset_candidates(data.known_margins, data.novel_margins, mixed)
+    offsets = _all_candidates(data)
     old, _, hm = _estimates(data, offsets)
     reference = data.reference_old_acc
     if reference is None:
-        reference = float(_old_accuracy(data, offsets[:1]))  # nothing routed new
+        reference = float(old[0])  # the first candidate routes nothing new
     allowed = old >= reference - max_old_drop - 1e-12
     if not bool(allowed.any()):
         return float(offsets[int(torch.argmax(old))])
-    hm = torch.where(allowed, hm, torch.full_like(hm, -1.0))
-    best = torch.nonzero(hm >= hm.max() - 1e-12).flatten()
-    return float(offsets[best[torch.argmin(offsets[best].abs())]])
+    return _best_closest_to_zero(offsets, torch.where(allowed, hm, torch.full_like(hm, -1.0)))
 
 
 def estimate_at(data: CalibrationData, offset: float) -> dict[str, float]:

@@ -69,19 +69,20 @@ def write_proxy_folder(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def _position(cfg_path: str, kind: str) -> int:
-    """Index of the plugin of type ``kind`` in the config's ``cl_strategy.plugins``."""
-    kinds = [p["type"] for p in ncd_ablation.load_config(cfg_path).cl_strategy.plugins]
-    if kind not in kinds:
-        raise SystemExit(f"error: {cfg_path}: cl_strategy.plugins has no {kind}")
-    return kinds.index(kind)
+def _positions(cfg_path: str, *kinds: str) -> list[int]:
+    """Index of the plugin of each type in ``kinds`` in the config's ``cl_strategy.plugins``."""
+    listed = [p["type"] for p in ncd_ablation.load_config(cfg_path).cl_strategy.plugins]
+    missing = [kind for kind in kinds if kind not in listed]
+    if missing:
+        print(f"error: {cfg_path}: cl_strategy.plugins has no {missing[0]}", file=sys.stderr)
+        raise SystemExit(2)
+    return [listed.index(kind) for kind in kinds]
 
 
 def proxy_overrides(folder: Path, cfg_path: str = ncd_ablation.DEFAULT_CONFIG) -> dict:
     """The config's keys that make it the proxy task (data, class split, k); the gate and the
     clustering plugin are found by type."""
-    gate = _position(cfg_path, ncd_ablation.GATE)
-    clustering = _position(cfg_path, ncd_ablation.CLUSTER)
+    gate, clustering = _positions(cfg_path, ncd_ablation.GATE, ncd_ablation.CLUSTER)
     return {
         "scenario.dataset": str(folder),
         "scenario.novel_classes": "last",

@@ -462,10 +462,16 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         self._updating = False
         self.experiences_trained += 1
 
-    def _outputs(self, strategy: Any, dataset: Any) -> dict[str, Any]:
+    def _outputs(self, strategy: Any, dataset: Any, model: Any = None) -> dict[str, Any]:
+        """Outputs of ``model`` (default: the strategy's) on ``dataset``, flip-averaged when the
+        evaluation is."""
         batch = int(getattr(strategy, "eval_mb_size", None) or 256)
         return dataset_outputs(
-            strategy.model, dataset, strategy.device, batch, self.calibration_flip
+            strategy.model if model is None else model,
+            dataset,
+            strategy.device,
+            batch,
+            self.calibration_flip,
         )
 
     def _calibrate_bias(self, strategy: Any, discovery: dict[str, Any] | None = None) -> float:
@@ -518,8 +524,7 @@ class DualTeacherDistillationPlugin(SupervisedPlugin, supports_distributed=True)
         """Teacher A's class-balanced accuracy on the held-out known images (None: no teacher)."""
         if self.teacher is None:
             return None
-        batch = int(getattr(strategy, "eval_mb_size", None) or 256)
-        out = dataset_outputs(self.teacher, held_out, strategy.device, batch, self.calibration_flip)
+        out = self._outputs(strategy, held_out, self.teacher)
         labels = out["targets"].long()
         right = (out["logits"][:, : self.num_old_classes].argmax(1) == labels).double()
         return float(right @ class_balanced_weights(labels))

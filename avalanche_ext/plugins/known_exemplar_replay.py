@@ -89,12 +89,10 @@ class KnownExemplarReplayPlugin(SupervisedPlugin):
         if not is_discovery_experience(strategy.experience) or pool is None or not pool.triggered:
             return
         stream = getattr(strategy.experience, "_origin_stream", None)
+        if stream is None:
+            return
         current = int(strategy.experience.current_experience)
-        labeled = [
-            k
-            for k in range(current)
-            if stream is not None and not is_discovery_experience(stream[k])
-        ]
+        labeled = [k for k in range(current) if not is_discovery_experience(stream[k])]
         if labeled:
             self._memory = self._draw(strategy, stream[labeled[-1]], current)
             targets = self._memory["targets"]

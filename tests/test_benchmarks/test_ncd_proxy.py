@@ -75,3 +75,13 @@ def test_proxy_overrides_make_a_64_known_16_novel_task(proxy, tmp_path):
     assert info["num_known"] == 64 and info["novel_classes"] == list(range(64, 80))
     hidden = scenario.hidden_labels[1]
     assert (hidden[hidden >= 64] < 80).all() and (hidden >= 64).sum() == 16 * 40
+
+
+def test_a_config_without_the_gate_is_refused_in_one_line(proxy, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        proxy.proxy_overrides(tmp_path, str(ROOT / "configs/demo.py"))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: " + str(ROOT / "configs/demo.py") + (
+        ": cl_strategy.plugins has no ConfidenceGatedPoolPlugin"
+    )
