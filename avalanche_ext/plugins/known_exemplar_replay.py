@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from avalanche.training.plugins import SupervisedPlugin
 
-from avalanche_ext.data.batched import mix_seed, model_memory_format
-from avalanche_ext.data.batched_transforms import compile_pipeline
-from avalanche_ext.data.tensor_view import tensor_view
+from avalanche_ext.data.augmented_rows import AugmentedRows
+from avalanche_ext.data.batched import mix_seed
 from avalanche_ext.ncd_state import discovery_state
 from avalanche_ext.plugin_helpers import is_discovery_experience
 from avalanche_ext.registry import PLUGINS
@@ -121,39 +120,17 @@ class KnownExemplarReplayPlugin(SupervisedPlugin):
     def _draw(self, strategy: Any, experience: Any, current: int) -> dict[str, Any]:
         seed = mix_seed(self.seed, current, "known exemplars")
         generator = torch.Generator().manual_seed(seed)
-        dataset = experience.dataset.train()
+        views = AugmentedRows(experience.dataset.train(), strategy.model, strategy.device, seed)
         index = int(experience.current_experience)
-        view = tensor_view(dataset)
-        pipeline = None
-        if view is not None:
-            pipeline = compile_pipeline(view.transforms, model_memory_format(strategy.model))
-        if pipeline is not None:
-            targets = self._trained_on(strategy, view.targets.long(), index)
-            rows = class_balanced_choice(targets, self.per_class, generator)
-            return {
-                "rows": rows,
-                "images": view.images.index_select(0, rows),
-                "targets": targets[rows],
-                "pipeline": pipeline,
-                "device_generator": torch.Generator(device=strategy.device).manual_seed(seed),
-                "generator": generator,
-            }
-        targets = torch.as_tensor([int(t) for t in dataset.targets], dtype=torch.long)
-        targets = self._trained_on(strategy, targets, index)
+        targets = self._trained_on(strategy, views.targets(), index)
         rows = class_balanced_choice(targets, self.per_class, generator)
-        return {"dataset": dataset, "rows": rows, "targets": targets[rows], "generator": generator}
+        return {"rows": rows, "targets": targets[rows], "views": views, "generator": generator}
 
     def _batch(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         memory = self._memory
         n = len(memory["targets"])
         pick = torch.randint(n, (min(self.batch_size, n),), generator=memory["generator"])
-        if "pipeline" in memory:
-            images = memory["images"].index_select(0, pick).to(device)
-            x = memory["pipeline"](images, memory["device_generator"])
-        else:
-            rows = memory["rows"][pick].tolist()
-            x = torch.stack([memory["dataset"][r][0] for r in rows]).to(device)
-        return x, memory["targets"][pick].to(device)
+        return memory["views"](memory["rows"][pick], device), memory["targets"][pick].to(device)
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
         """Adds the memory batch's cross-entropy over every class to the update's loss."""

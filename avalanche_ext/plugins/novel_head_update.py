@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from avalanche.training.plugins import SupervisedPlugin
 from torch import nn
 
-from avalanche_ext.data.batched import mix_seed, model_memory_format
-from avalanche_ext.data.batched_transforms import compile_pipeline
-from avalanche_ext.data.tensor_view import tensor_view
+from avalanche_ext.data.augmented_rows import AugmentedRows
+from avalanche_ext.data.batched import mix_seed
 from avalanche_ext.losses.discovery import DISCOVERY_OBJECTIVES, balanced_targets
 from avalanche_ext.ncd import lookup_table
 from avalanche_ext.ncd_state import discovery_state
@@ -184,29 +183,24 @@ class NovelHeadUpdatePlugin(SupervisedPlugin, supports_distributed=False):
             raise ValueError(f"trainable: no parameter name starts with any of {self.trainable}")
 
     def _view_source(self, strategy: Any) -> dict[str, Any]:
-        dataset = strategy.experience.dataset.train()
-        view = tensor_view(dataset)
-        generator = torch.Generator(device=strategy.device).manual_seed(
-            mix_seed(self.seed, int(strategy.clock.train_exp_counter), "second view")
+        """The second view's source: the experience's rows, and a table from a minibatch's sample
+        index to its row (None: the sample index is the row)."""
+        seed = mix_seed(self.seed, int(strategy.clock.train_exp_counter), "second view")
+        views = AugmentedRows(
+            strategy.experience.dataset.train(), strategy.model, strategy.device, seed
         )
-        source: dict[str, Any] = {"dataset": dataset, "generator": generator}
-        if view is not None and view.sample_indices is not None:
-            pipeline = compile_pipeline(view.transforms, model_memory_format(strategy.model))
-            if pipeline is not None:
-                rows = torch.arange(len(view.sample_indices))
-                size = int(view.sample_indices.max()) + 1
-                source.update(view=view, pipeline=pipeline)
-                source["rows"] = lookup_table(view.sample_indices, rows, size)
-        return source
+        view, rows = views.view, None
+        if views.batched and view.sample_indices is not None:
+            size = int(view.sample_indices.max()) + 1
+            rows = lookup_table(view.sample_indices, torch.arange(len(view.sample_indices)), size)
+        return {"views": views, "rows": rows}
 
     def _second_view(self, indices: torch.Tensor, device: torch.device) -> torch.Tensor:
         source = self._source
-        if "pipeline" in source:
-            rows = source["rows"][indices.cpu().long()]
-            images = source["view"].images.index_select(0, rows).to(device)
-            return source["pipeline"](images, source["generator"])
-        dataset = source["dataset"]  # per-sample transforms: slower, same semantics
-        return torch.stack([dataset[int(i)][0] for i in indices.cpu()]).to(device)
+        rows = indices.cpu().long()
+        if source["rows"] is not None:
+            rows = source["rows"][rows]
+        return source["views"](rows, device)
 
     # ---------------------------------------------------------------- per minibatch
     def _centred(self, features: torch.Tensor) -> torch.Tensor:
