@@ -44,13 +44,15 @@ def class_balanced_choice(
 class KnownExemplarReplayPlugin(SupervisedPlugin):
     """Replays ``per_class`` labeled images of every known class during a discovery update.
 
-    The memory is a seeded class-balanced draw from the labeled experiences before the discovery
-    one (the same images whether it is drawn when the base experience ends or, as here, when the
-    update starts: the draw depends only on the seed and the labeled data, so a resumed run replays
-    the same images without storing them). Every update minibatch adds ``weight`` times the
-    cross-entropy over ALL classes (old and new rows) of ``batch_size`` memory images, augmented by
-    the labeled experience's own training transforms: the new rows learn not to fire on real known
-    images. Labeled experiences are untouched.
+    The memory is a seeded class-balanced draw from the last labeled experience before the
+    discovery one (the base experience of a known + novel stream; in a stream with several labeled
+    experiences, classes seen only in earlier ones are not replayed). It is the same whether it is
+    drawn when the base experience ends or, as here, when the update starts: the draw depends only
+    on the seed and the labeled data, so a resumed run replays the same images without storing
+    them. Every update minibatch adds ``weight`` times the cross-entropy over ALL classes (old and
+    new rows) of ``batch_size`` memory images, augmented by the labeled experience's own training
+    transforms: the new rows learn not to fire on real known images. Labeled experiences are
+    untouched.
 
     Decision: this stores images of the known classes (``per_class`` x known classes), as
     class-incremental methods with a memory do (iCaRL); FRoST's protocol is exemplar-free, so a
