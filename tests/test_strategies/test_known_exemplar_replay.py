@@ -78,3 +78,16 @@ def test_bad_settings_are_refused():
         KnownExemplarReplayPlugin(per_class=0)
     with pytest.raises(ValueError, match="weight"):
         KnownExemplarReplayPlugin(weight=-1.0)
+
+
+@pytest.mark.filterwarnings("ignore:No loggers specified")
+def test_the_replayed_loss_trains_the_model():
+    def final_weights(weight: float) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        replay = KnownExemplarReplayPlugin(per_class=5, batch_size=8, weight=weight, seed=3)
+        strategy = run_stream([gate(seed=3), clustering(), replay], discovery_stream())
+        return [p.detach().clone() for p in strategy.model.parameters()]
+
+    off, off_again, on = final_weights(0.0), final_weights(0.0), final_weights(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(off, off_again, strict=True)), "deterministic"
+    assert not all(torch.equal(a, b) for a, b in zip(off, on, strict=True)), "the loss is added"
