@@ -27,15 +27,26 @@ class AugmentedRows:
         model: the model the views feed (sets the pipeline's memory format).
         device: where the views are made.
         seed: seeds the device generator of the batched pipeline.
+        generator: a device generator to draw from instead (shared by several datasets' views);
+            ``seed`` is then unused.
     """
 
-    def __init__(self, dataset: Any, model: torch.nn.Module, device: Any, seed: int) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        model: torch.nn.Module,
+        device: Any,
+        seed: int,
+        generator: torch.Generator | None = None,
+    ) -> None:
         self.dataset = dataset
         self.view = tensor_view(dataset)
         self.pipeline = None
         if self.view is not None:
             self.pipeline = compile_pipeline(self.view.transforms, model_memory_format(model))
-        self.generator = torch.Generator(device=device).manual_seed(int(seed))
+        if generator is None:
+            generator = torch.Generator(device=device).manual_seed(int(seed))
+        self.generator = generator
 
     @property
     def batched(self) -> bool:

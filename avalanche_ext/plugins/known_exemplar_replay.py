@@ -44,15 +44,15 @@ def class_balanced_choice(
 class KnownExemplarReplayPlugin(SupervisedPlugin):
     """Replays ``per_class`` labeled images of every known class during a discovery update.
 
-    The memory is a seeded class-balanced draw from the last labeled experience before the
-    discovery one (the base experience of a known + novel stream; in a stream with several labeled
-    experiences, classes seen only in earlier ones are not replayed). It is the same whether it is
-    drawn when the base experience ends or, as here, when the update starts: the draw depends only
-    on the seed and the labeled data, so a resumed run replays the same images without storing
-    them. Every update minibatch adds ``weight`` times the cross-entropy over ALL classes (old and
-    new rows) of ``batch_size`` memory images, augmented by the labeled experience's own training
-    transforms: the new rows learn not to fire on real known images. Labeled experiences are
-    untouched.
+    The memory is a seeded class-balanced draw of ``per_class`` images per known class from every
+    labeled experience before the discovery one, pooled (a class seen in several experiences
+    still keeps ``per_class`` images in all, drawn from all of them), minus each experience's
+    held-out calibration rows. It is the same whether it is drawn when the labeled experiences end
+    or, as here, when the update starts: the draw depends only on the seed and the labeled data,
+    so a resumed run replays the same images without storing them. Every update minibatch adds
+    ``weight`` times the cross-entropy over ALL classes (old and new rows) of ``batch_size``
+    memory images, each augmented by its own experience's training transforms: the new rows learn
+    not to fire on real known images. Labeled experiences are untouched.
 
     Decision: this stores images of the known classes (``per_class`` x known classes), as
     class-incremental methods with a memory do (iCaRL); FRoST's protocol is exemplar-free, so a
@@ -93,9 +93,9 @@ class KnownExemplarReplayPlugin(SupervisedPlugin):
         if stream is None:
             return
         current = int(strategy.experience.current_experience)
-        labeled = [k for k in range(current) if not is_discovery_experience(stream[k])]
+        labeled = [stream[k] for k in range(current) if not is_discovery_experience(stream[k])]
         if labeled:
-            self._memory = self._draw(strategy, stream[labeled[-1]], current)
+            self._memory = self._draw(strategy, labeled, current)
             targets = self._memory["targets"]
             self._summary = {
                 "images": len(targets),
@@ -119,20 +119,47 @@ class KnownExemplarReplayPlugin(SupervisedPlugin):
                 targets[held[0]] = -1
         return targets
 
-    def _draw(self, strategy: Any, experience: Any, current: int) -> dict[str, Any]:
+    def _draw(self, strategy: Any, experiences: list, current: int) -> dict[str, Any]:
+        """The memory: rows into the concatenation of the labeled experiences' training datasets,
+        their labels, one :class:`AugmentedRows` per experience and where each one's rows start."""
         seed = mix_seed(self.seed, current, "known exemplars")
         generator = torch.Generator().manual_seed(seed)
-        views = AugmentedRows(experience.dataset.train(), strategy.model, strategy.device, seed)
-        index = int(experience.current_experience)
-        targets = self._trained_on(strategy, views.targets(), index)
-        rows = class_balanced_choice(targets, self.per_class, generator)
-        return {"rows": rows, "targets": targets[rows], "views": views, "generator": generator}
+        device_generator = torch.Generator(device=strategy.device).manual_seed(seed)
+        sources, targets = [], []
+        for experience in experiences:
+            views = AugmentedRows(
+                experience.dataset.train(),
+                strategy.model,
+                strategy.device,
+                seed,
+                generator=device_generator,
+            )
+            index = int(experience.current_experience)
+            sources.append(views)
+            targets.append(self._trained_on(strategy, views.targets(), index))
+        starts = torch.cumsum(torch.tensor([0, *[len(t) for t in targets]]), 0)
+        all_targets = torch.cat(targets)
+        rows = class_balanced_choice(all_targets, self.per_class, generator)
+        return {
+            "rows": rows,
+            "targets": all_targets[rows],
+            "sources": sources,
+            "starts": starts,
+            "generator": generator,
+        }
 
     def _batch(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         memory = self._memory
         n = len(memory["targets"])
         pick = torch.randint(n, (min(self.batch_size, n),), generator=memory["generator"])
-        return memory["views"](memory["rows"][pick], device), memory["targets"][pick].to(device)
+        rows, starts = memory["rows"][pick], memory["starts"]
+        source = torch.bucketize(rows, starts[1:], right=True)
+        order = torch.argsort(source, stable=True)  # one gather per experience
+        images = [
+            memory["sources"][k](rows[order][source[order] == k] - starts[k], device)
+            for k in torch.unique(source).tolist()
+        ]
+        return torch.cat(images), memory["targets"][pick][order].to(device)
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
         """Adds the memory batch's cross-entropy over every class to the update's loss."""

@@ -14,7 +14,15 @@ from avalanche_ext.plugins.known_exemplar_replay import (
     KnownExemplarReplayPlugin,
     class_balanced_choice,
 )
+from avalanche_ext.scenario import (
+    BuiltScenario,
+    IndexedUnlabeledDataset,
+    TensorImageDataset,
+    make_benchmark,
+    make_dataset,
+)
 from tests.test_strategies.test_confidence_gate import (
+    blobs,
     clustering,
     discovery_stream,
     gate,
@@ -91,3 +99,55 @@ def test_the_replayed_loss_trains_the_model():
     off, off_again, on = final_weights(0.0), final_weights(0.0), final_weights(1.0)
     assert all(torch.equal(a, b) for a, b in zip(off, off_again, strict=True)), "deterministic"
     assert not all(torch.equal(a, b) for a, b in zip(off, on, strict=True)), "the loss is added"
+
+
+def two_labeled_experiences_stream() -> BuiltScenario:
+    """Known classes 0 and 1 labeled first, class 2 labeled second, then an unlabeled experience
+    of novel classes 3 and 4 (as ``discovery_stream``, with its labeled part split in two)."""
+    x0, y0 = blobs([0, 1], 40, 0)
+    x1, y1 = blobs([2], 40, 5)
+    xn, yn = blobs([3, 4], 40, 1)
+    xt, yt = blobs([0, 1, 2, 3, 4], 10, 4)
+    train = [
+        make_dataset(TensorImageDataset(x0, y0)),
+        make_dataset(TensorImageDataset(x1, y1)),
+        make_dataset(IndexedUnlabeledDataset(xn), targets=torch.full((len(yn),), -1)),
+    ]
+    test = [
+        make_dataset(TensorImageDataset(xt[yt < 2], yt[yt < 2])),
+        make_dataset(TensorImageDataset(xt[yt == 2], yt[yt == 2])),
+        make_dataset(TensorImageDataset(xt[yt >= 3], yt[yt >= 3])),
+    ]
+    return BuiltScenario(
+        benchmark=make_benchmark(train, test),
+        num_classes=5,
+        class_names=[str(c) for c in range(5)],
+        info={"known_classes": [0, 1, 2], "novel_classes": [3, 4]},
+        hidden_labels={2: yn},
+        initial_num_classes=2,
+    )
+
+
+@pytest.mark.filterwarnings("ignore:No loggers specified")
+def test_every_labeled_experience_is_replayed_without_its_held_out_rows():
+    """A stream with two labeled experiences replays the classes of both (drawing from the last
+    one only forgot classes 0 and 1), and a replayed batch's images are its labels' images."""
+    scenario = two_labeled_experiences_stream()
+    the_gate = gate(seed=3)
+    replay = KnownExemplarReplayPlugin(per_class=5, batch_size=12, seed=3)
+    spy = _Spy(replay)
+    run_stream([the_gate, clustering(), replay, spy], scenario)
+    memory = spy.memory[2]
+    assert torch.bincount(memory["targets"]).tolist() == [5, 5, 5]
+    datasets = [e.dataset.train() for e in scenario.benchmark.train_stream[:2]]
+    starts = memory["starts"].tolist()
+    assert starts == [0, len(datasets[0]), len(datasets[0]) + len(datasets[1])]
+    for k, dataset in enumerate(datasets):
+        held, _ = the_gate.held_out_split(len(dataset), k)
+        mine = memory["rows"][(memory["rows"] >= starts[k]) & (memory["rows"] < starts[k + 1])]
+        assert len(mine) and not set((mine - starts[k]).tolist()) & set(held.tolist())
+    replay._memory = memory  # the memory as the update saw it: draw one batch from it
+    x, y = replay._batch(torch.device("cpu"))
+    assert len(x) == 12 and set(y.tolist()) <= {0, 1, 2}
+    centres = torch.eye(x.shape[1])[:3] * 6.0  # blobs sit around 6 * e_c, spread 0.3
+    assert torch.equal(torch.cdist(x, centres).argmin(1), y)
