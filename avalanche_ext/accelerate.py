@@ -1,8 +1,9 @@
-"""CUDA speed options of the ``runtime`` block: mixed precision, ``torch.compile``, cuDNN autotuning.
+"""Speed options of the ``runtime`` block: mixed precision, ``torch.compile``, cuDNN autotuning.
 
 * :class:`MixedPrecisionPlugin`: the strategy's forward passes (train and eval) run under
   ``torch.autocast`` (bf16 where the GPU supports it, else fp16 with a ``GradScaler`` around
-  backward and the optimizer step); the criterion and every plugin see float32 logits.
+  backward and the optimizer step; bf16 on a CPU with native bf16 when asked for); the criterion
+  and every plugin see float32 logits.
 * :func:`compile_model`: ``torch.compile`` in place (``nn.Module.compile``), so state-dict keys,
   checkpoints and ``model.grow`` are unchanged.
 * :func:`set_cudnn_benchmark`: ``torch.backends.cudnn.benchmark``.
@@ -15,20 +16,45 @@ from typing import Any
 import torch
 from avalanche.training.plugins import SupervisedPlugin
 
+from avalanche_ext.errors import ConfigError
+
 __all__ = ["MixedPrecisionPlugin", "amp_dtype", "compile_model", "set_cudnn_benchmark"]
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), where oneDNN's bf16
+    convolutions run faster than float32; elsewhere bf16 is emulated and slower."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def amp_dtype(choice: bool | str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``runtime.amp`` on ``device`` (None: full precision).
 
-    ``'auto'``: bf16 on a GPU that supports it, else fp16; never on the CPU (CPU autocast is
-    slower than float32 for these convolution nets).
+    On a GPU, ``'auto'`` is bf16 where the GPU supports it, else fp16. On the CPU, ``'auto'`` stays
+    float32 (every CPU number in the docs is float32, and a CPU without native bf16 would run
+    slower); ``'bf16'`` asks for bf16 autocast explicitly and needs a CPU with native bf16.
+
+    Raises:
+        ConfigError: ``'fp16'`` on the CPU, or ``'bf16'`` on a CPU without native bf16: an
+            explicit choice that cannot be honoured is refused rather than silently ignored.
     """
-    if choice is False or device.type != "cuda":
+    if choice is False:
         return None
+    if device.type == "cuda":
+        if choice == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[choice]
     if choice == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[choice]
+        return None
+    if choice == "fp16":
+        raise ConfigError("runtime.amp: 'fp16' autocast needs a CUDA device; on the CPU use 'bf16'")
+    if not cpu_has_native_bf16():
+        raise ConfigError(
+            "runtime.amp: 'bf16' needs a CPU with native bf16 (AVX512-BF16 or AMX); this one "
+            "would run bf16 slower than float32: use amp=False"
+        )
+    return torch.bfloat16
 
 
 class MixedPrecisionPlugin(SupervisedPlugin):

@@ -21,6 +21,7 @@ from mmengine.config import Config
 
 from avalanche_ext import builders, distributed, run_folder, schedulers
 from avalanche_ext import run_results as rr
+from avalanche_ext.accelerate import amp_dtype
 from avalanche_ext.checkpoint import load_checkpoint
 from avalanche_ext.checkpointer import Checkpointer, check_fits, load_weights, resume_refusal
 from avalanche_ext.config import check_epoch_plan
@@ -63,6 +64,7 @@ class Experiment:
         self.device = resolve_device(device)
         self.seed = int(seed if seed is not None else cfg.get("seed", 0) or 0)
         self.runtime = parse_runtime(cfg)
+        amp_dtype(self.runtime.amp, self.device)  # an amp choice this device cannot honour
         seed_everything(self.seed)
         scenario_cfg, transform_keys = scenario_config(cfg)  # pipelines resolved after merging
         self.scenario: BuiltScenario = builders.build_scenario(

@@ -75,6 +75,13 @@ def test_config_mistakes_name_the_key(cli, tmp_path, option, needles):
     _one_line_error(proc, *needles)
 
 
+def test_an_amp_the_cpu_cannot_honour_is_refused_before_anything_is_written(cli, tmp_path):
+    work = tmp_path / "wd"
+    proc = cli(str(SYNTHETIC_CONFIG), "--work-dir", str(work), "--cfg-options", "runtime.amp=fp16")
+    _one_line_error(proc, "runtime.amp", "'fp16'")
+    assert not work.exists()
+
+
 def test_unknown_plugin_names_its_index(cli, tmp_path):
     cfg = tmp_path / "c.py"
     cfg.write_text(

@@ -7,6 +7,7 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
 from avalanche.training.supervised import Naive
 
+from avalanche_ext import accelerate
 from avalanche_ext.accelerate import (
     MixedPrecisionPlugin,
     amp_dtype,
@@ -14,6 +15,7 @@ from avalanche_ext.accelerate import (
     set_cudnn_benchmark,
 )
 from avalanche_ext.data.batched import BatchedDataPlugin
+from avalanche_ext.errors import ConfigError
 from avalanche_ext.runtime import RuntimeOptions, parse_runtime, runtime_plugins
 from avalanche_ext.scenario import make_benchmark
 from avalanche_ext.transforms import build_pipeline
@@ -23,12 +25,27 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
 def test_amp_dtype_choice(monkeypatch):
-    assert amp_dtype("auto", CPU) is None and amp_dtype("bf16", CPU) is None
+    assert amp_dtype("auto", CPU) is None and amp_dtype(False, CPU) is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert amp_dtype("auto", CUDA) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert amp_dtype("auto", CUDA) == torch.float16
     assert amp_dtype("bf16", CUDA) == torch.bfloat16 and amp_dtype(False, CUDA) is None
+
+
+def test_an_explicit_amp_on_the_cpu_is_honoured_or_refused(monkeypatch):
+    """'bf16' on a CPU with native bf16 autocasts (it was silently ignored before); where it
+    cannot be honoured the choice is refused, naming the key, instead of running float32."""
+    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: True)
+    assert amp_dtype("bf16", CPU) == torch.bfloat16
+    plugins = runtime_plugins(parse_runtime({"runtime": {"amp": "bf16"}}), 0, CPU)
+    assert [type(p) for p in plugins] == [MixedPrecisionPlugin, BatchedDataPlugin]
+    assert plugins[0].device_type == "cpu" and plugins[0].scaler is None
+    with pytest.raises(ConfigError, match="runtime.amp: 'fp16'"):
+        amp_dtype("fp16", CPU)
+    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="runtime.amp: 'bf16' needs a CPU with native bf16"):
+        amp_dtype("bf16", CPU)
 
 
 def test_runtime_plugins_on_the_cpu():
