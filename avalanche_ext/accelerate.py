@@ -18,7 +18,13 @@ from avalanche.training.plugins import SupervisedPlugin
 
 from avalanche_ext.errors import ConfigError
 
-__all__ = ["MixedPrecisionPlugin", "amp_dtype", "compile_model", "set_cudnn_benchmark"]
+__all__ = [
+    "MixedPrecisionPlugin",
+    "amp_dtype",
+    "compile_model",
+    "precision_name",
+    "set_cudnn_benchmark",
+]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -55,6 +61,15 @@ def amp_dtype(choice: bool | str, device: torch.device) -> torch.dtype | None:
             "would run bf16 slower than float32: use amp=False"
         )
     return torch.bfloat16
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How a run computed, for results.json and the report: ``'float32'``, ``'bfloat16 autocast'``
+    or ``'float16 autocast + GradScaler'`` (``dtype``: what :func:`amp_dtype` chose)."""
+    if dtype is None:
+        return "float32"
+    name = str(dtype).replace("torch.", "")
+    return f"{name} autocast" + (" + GradScaler" if dtype == torch.float16 else "")
 
 
 class MixedPrecisionPlugin(SupervisedPlugin):

@@ -123,6 +123,7 @@ def _run_facts(doc: Document, results: dict[str, Any]) -> None:
         ("run folder", results.get("run_dir")),
         ("seed", results.get("seed")),
         ("device", results.get("device")),
+        ("precision", results.get("precision")),
         ("scenario", scenario.get("type")),
         ("classes", scenario.get("num_classes")),
         ("training experiences", len(scenario.get("train_stream") or []) or None),

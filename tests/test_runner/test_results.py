@@ -55,6 +55,8 @@ def test_schema_and_plain_json(finished_run):
     results, run_dir = finished_run
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk["seed"] == 0 and on_disk["device"] == "cpu"
+    assert on_disk["precision"] == "float32"  # runtime.amp 'auto' is float32 on the CPU
+    assert "| precision | float32 |" in (run_dir / "report.md").read_text()
     assert {"torch", "avalanche", "mmpretrain"} <= set(on_disk["versions"])
     assert len(on_disk["experiences"]) == 3
     for i, exp in enumerate(on_disk["experiences"]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
@@ -12,6 +14,7 @@ from avalanche_ext.accelerate import (
     MixedPrecisionPlugin,
     amp_dtype,
     compile_model,
+    precision_name,
     set_cudnn_benchmark,
 )
 from avalanche_ext.data.batched import BatchedDataPlugin
@@ -20,6 +23,7 @@ from avalanche_ext.runtime import RuntimeOptions, parse_runtime, runtime_plugins
 from avalanche_ext.scenario import make_benchmark
 from avalanche_ext.transforms import build_pipeline
 from scenarios._cifar_common import labeled_dataset
+from tests.conftest import SYNTHETIC_CONFIG, run_main
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -46,6 +50,26 @@ def test_an_explicit_amp_on_the_cpu_is_honoured_or_refused(monkeypatch):
     monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(ConfigError, match="runtime.amp: 'bf16' needs a CPU with native bf16"):
         amp_dtype("bf16", CPU)
+
+
+def test_precision_names():
+    assert precision_name(None) == "float32"
+    assert precision_name(torch.bfloat16) == "bfloat16 autocast"
+    assert precision_name(torch.float16) == "float16 autocast + GradScaler"
+
+
+def test_a_cpu_run_in_bf16_says_so_in_its_results(monkeypatch, tmp_path):
+    """The whole command line with ``runtime.amp=bf16`` (native bf16 assumed: the autocast itself
+    runs anywhere, only slower): the run trains and records how it computed."""
+    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: True)
+    proc = run_main(
+        str(SYNTHETIC_CONFIG), "--work-dir", str(tmp_path), "--cfg-options", "runtime.amp=bf16"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "mixed precision: autocast bfloat16" in proc.stdout + proc.stderr  # plugin installed
+    results = json.loads(next(tmp_path.glob("*/results.json")).read_text())
+    assert results["precision"] == "bfloat16 autocast"
+    assert results["final"]["stream_accuracy"] > 0
 
 
 def test_runtime_plugins_on_the_cpu():
