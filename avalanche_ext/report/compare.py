@@ -43,6 +43,7 @@ _COLUMNS = (
     ("hm", "old/new HM", "pct"),
     ("transductive_acc", "update's transductive acc", "pct"),
     ("train_images_per_s", "train img/s", "num"),
+    ("precision", "precision", "str"),
 )
 _DISCOVERY_KEYS = ("old_acc", "new_acc", "all_acc", "hm", "transductive_acc")
 
@@ -143,6 +144,7 @@ def comparison_rows(runs: list[tuple[Path, dict[str, Any]]]) -> list[dict[str, A
                 "stream_forgetting", streaming.get("average_forgetting")
             ),
             "train_images_per_s": (results.get("timing") or {}).get("train_images_per_s"),
+            "precision": results.get("precision"),  # absent in runs made before it was recorded
             "curve": seen_accuracy_curve(results["accuracy_matrix"])
             if results.get("accuracy_matrix")
             else [],

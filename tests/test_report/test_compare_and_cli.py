@@ -56,7 +56,9 @@ def test_resolve_errors_name_the_path(tmp_path):
 
 def test_compare_two_runs(make_run, example_results, tmp_path):
     first = make_run(example_results, work_dir="gate_lwf", latest="symlink")
-    second = make_run(_second_run(example_results), work_dir="naive")
+    second = make_run(
+        {**_second_run(example_results), "precision": "bfloat16 autocast"}, work_dir="naive"
+    )
     comparison = compare_runs([first.parent, second], tmp_path / "cmp")
     rows = {row["name"]: row for row in comparison["rows"]}
     assert set(rows) == {"gate_lwf", "naive"}
@@ -69,6 +71,9 @@ def test_compare_two_runs(make_run, example_results, tmp_path):
     md = (tmp_path / "cmp" / "comparison.md").read_text(encoding="utf-8")
     assert "| gate_lwf | cifar_known_novel | 53.40% | 13.87% |" in md
     assert "| naive | cifar_known_novel | 16.00% | 72.50% |" in md
+    # a run in bf16 says so beside its throughput (a run recorded before the field: blank)
+    assert rows["naive"]["precision"] == "bfloat16 autocast" and "| precision |" in md
+    assert "bfloat16 autocast |" in md.split("| naive |")[1].splitlines()[0]
     html = (tmp_path / "cmp" / "comparison.html").read_text(encoding="utf-8")
     # the accuracy curves and (the fixture has class counts) the long-tail per-class bars
     assert html.count("data:image/png;base64,") == 2
