@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from avalanche_ext import distributed
-from avalanche_ext.accelerate import amp_dtype, precision_name
+from avalanche_ext.accelerate import precision_name
 from avalanche_ext.metrics.discovery import (
     discovery_headline,
     map_predictions,
@@ -243,7 +243,7 @@ def run_header(
         "run_dir": str(run_dir),
         "seed": exp.seed,
         "device": str(exp.device),
-        "precision": precision_name(amp_dtype(exp.runtime.amp, exp.device)),
+        "precision": precision_name(exp.amp),
         "distributed": distributed.describe(),
         "versions": versions(),
         "scenario": {

@@ -64,7 +64,7 @@ class Experiment:
         self.device = resolve_device(device)
         self.seed = int(seed if seed is not None else cfg.get("seed", 0) or 0)
         self.runtime = parse_runtime(cfg)
-        amp_dtype(self.runtime.amp, self.device)  # an amp choice this device cannot honour
+        self.amp = amp_dtype(self.runtime.amp, self.device)  # refuses what the device cannot do
         seed_everything(self.seed)
         scenario_cfg, transform_keys = scenario_config(cfg)  # pipelines resolved after merging
         self.scenario: BuiltScenario = builders.build_scenario(

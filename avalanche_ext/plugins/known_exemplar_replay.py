@@ -152,14 +152,16 @@ class KnownExemplarReplayPlugin(SupervisedPlugin):
         memory = self._memory
         n = len(memory["targets"])
         pick = torch.randint(n, (min(self.batch_size, n),), generator=memory["generator"])
-        rows, starts = memory["rows"][pick], memory["starts"]
-        source = torch.bucketize(rows, starts[1:], right=True)
-        order = torch.argsort(source, stable=True)  # one gather per experience
+        starts = memory["starts"]
+        source = torch.bucketize(memory["rows"][pick], starts[1:], right=True)
+        order = torch.argsort(source, stable=True)  # grouped by experience: one gather each
+        pick, source = pick[order], source[order]
+        rows = memory["rows"][pick]
         images = [
-            memory["sources"][k](rows[order][source[order] == k] - starts[k], device)
+            memory["sources"][k](rows[source == k] - starts[k], device)
             for k in torch.unique(source).tolist()
         ]
-        return torch.cat(images), memory["targets"][pick][order].to(device)
+        return torch.cat(images), memory["targets"][pick].to(device)
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
         """Adds the memory batch's cross-entropy over every class to the update's loss."""
