@@ -18,6 +18,8 @@ __all__ = [
     "faiss_available",
     "kmeans",
     "estimate_num_clusters",
+    "searched_k_range",
+    "k_range_edge",
     "sinkhorn_knopp",
     "balanced_kmeans_assign",
     "preprocess_features",
@@ -144,6 +146,34 @@ def estimate_num_clusters(
         if score > best_score:
             best_k, best_score = k, score
     return best_k
+
+
+def searched_k_range(k_range: tuple[int, int], num_samples: int) -> tuple[int, int]:
+    """The candidates :func:`estimate_num_clusters` can actually try: ``k_range`` with its upper end
+    capped at ``num_samples - 1`` (the silhouette needs fewer clusters than samples)."""
+    return int(k_range[0]), min(int(k_range[1]), int(num_samples) - 1)
+
+
+def k_range_edge(k: int, low: int, high: int) -> str | None:
+    """``'lower'`` / ``'upper'`` when an estimated ``k`` sits on an end of the searched range
+    ``[low, high]`` that the range, not the silhouette, imposed; None inside it.
+
+    An estimate on such an end is censored: the silhouette may keep rising beyond it, so the true
+    optimum can lie outside the range. ``low == 2`` is no such end (the silhouette is undefined for
+    one cluster, so nothing below 2 could be tried), and neither is a ``high`` equal to ``low``.
+
+    Args:
+        k (int): the estimate.
+        low (int): smallest candidate tried.
+        high (int): largest candidate tried (after any cap by the number of samples).
+    """
+    if high <= low:
+        return None
+    if k <= low and low > 2:
+        return "lower"
+    if k >= high:
+        return "upper"
+    return None
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ from avalanche_ext.clustering import (
     estimate_num_clusters,
     kmeans,
     preprocess_features,
+    searched_k_range,
 )
 from avalanche_ext.metrics.clustering import hungarian_match
 
@@ -185,7 +186,7 @@ def cluster_pool(
         pca_dim = min(int(pca_dim), n, x.shape[1])
     prepared = preprocess_features(x, l2_normalize=l2_normalize, pca_dim=pca_dim, seed=seed)
     if num_clusters is None:
-        low, high = int(k_range[0]), min(int(k_range[1]), n - 1)
+        low, high = searched_k_range(k_range, n)
         k = (
             estimate_num_clusters(prepared, low, high, seed=seed, backend=backend)
             if low <= high

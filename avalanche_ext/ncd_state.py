@@ -132,6 +132,7 @@ class DiscoveryState:
         num_discovered: ``k`` of the last discovery experience (0 before any).
         k_source: how that ``k`` was set: ``'given'`` (the config's ``num_clusters``, e.g. the true
             number of novel classes) or ``'estimated'``.
+        k_range: ``(low, high)``, the candidates the estimate searched (None when k was given).
         old_model: frozen copy of the model at the start of the current experience (shared by
             LwF and the dual teacher; see :meth:`teacher`).
         known_stats: feature statistics of the known classes (see :class:`KnownClassStats`).
@@ -157,6 +158,7 @@ class DiscoveryState:
     head_of_all: torch.Tensor | None = None
     num_discovered: int = 0
     k_source: str = ""
+    k_range: tuple[int, int] | None = None
     old_model: nn.Module | None = None
     known_stats: KnownClassStats | None = None
     calibration_images: torch.Tensor | None = None
@@ -222,6 +224,7 @@ class DiscoveryState:
             "reason": self.reason,
             "num_discovered": self.num_discovered,
             "k_source": self.k_source,
+            "k_range": self.k_range,
             "new_bias_offset": self.new_bias_offset,
             "operating_point": self.operating_point,
         }

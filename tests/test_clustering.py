@@ -13,8 +13,10 @@ import avalanche_ext  # noqa: F401  (stack fixes first)
 from avalanche_ext.clustering import (
     balanced_kmeans_assign,
     estimate_num_clusters,
+    k_range_edge,
     kmeans,
     preprocess_features,
+    searched_k_range,
     sinkhorn_knopp,
 )
 from avalanche_ext.metrics.clustering import cluster_accuracy
@@ -120,3 +122,16 @@ def test_preprocess_features():
     assert np.array_equal(preprocess_features(x, l2_normalize=False), x)
     with pytest.raises(ValueError, match="pca_dim"):
         preprocess_features(x, pca_dim=9)
+
+
+def test_k_range_edge_flags_only_the_ends_the_range_imposed():
+    assert searched_k_range((10, 40), 25) == (10, 24)  # fewer clusters than samples
+    assert k_range_edge(10, 10, 40) == "lower" and k_range_edge(40, 10, 40) == "upper"
+    assert k_range_edge(20, 10, 40) is None
+    # 2 is no imposed end (the silhouette cannot score one cluster); nor is a one-value range
+    assert k_range_edge(2, 2, 30) is None and k_range_edge(5, 5, 5) is None
+    # on blobs the estimate inside a wide range is not flagged, a range below the truth is
+    x, _ = blobs(5, 40, seed=0)
+    low, high = searched_k_range((2, 8), len(x))
+    assert k_range_edge(estimate_num_clusters(x, low, high, backend="sklearn"), low, high) is None
+    assert k_range_edge(estimate_num_clusters(x, 2, 4, backend="sklearn"), 2, 4) == "upper"

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score
 
+from avalanche_ext.clustering import k_range_edge
 from avalanche_ext.losses.discovery import harmonic_mean
 from avalanche_ext.metrics.clustering import cluster_accuracy, hungarian_match, old_new_all_accuracy
 from avalanche_ext.metrics.gate import gate_metrics, score_histogram
@@ -377,6 +378,18 @@ def _assignment(p: Mapping[str, Any], head: bool = False) -> np.ndarray | None:
     return p.get("pseudo_labels")
 
 
+def _k_range(last: Mapping[str, Any]) -> dict[str, Any]:
+    """``k_range`` searched by an estimated k and whether the estimate sits on a censoring end."""
+    searched = last.get("k_range")
+    if searched is None or last.get("num_discovered") is None:
+        return {"k_range": None, "k_range_edge": None}
+    low, high = (int(v) for v in searched)
+    return {
+        "k_range": [low, high],
+        "k_range_edge": k_range_edge(int(last["num_discovered"]), low, high),
+    }
+
+
 def _gate(pieces: Sequence[dict[str, Any]], bins: int) -> dict[str, Any]:
     with_pool = [p for p in pieces if p.get("pooled") is not None]
     empty = {"precision": None, "recall": None, "auroc": None, "num_pooled": None}
@@ -581,7 +594,8 @@ def discovery_summary(
         ``convention``, ``cluster_acc`` (k-means of all novel discovery samples, before the update)
         with ``cluster_chance``, ``cluster_nmi``, ``cluster_ari``, ``transductive_acc`` (the
         updated head on the same samples) with ``transductive_chance``, ``num_discovered`` and
-        ``k_source`` (given or estimated), ``triggered`` and ``reason`` (of the last discovery
+        ``k_source`` (given or estimated) with ``k_range`` (the range an estimate searched) and
+        ``k_range_edge`` (``'lower'`` / ``'upper'`` when the estimate is censored by that range), ``triggered`` and ``reason`` (of the last discovery
         experience), ``conventions`` (every convention's old/new/all/hm), ``floor`` (same, base
         model), ``novel_predicted_new`` (share of novel test images given a new id),
         ``routing_auroc`` (old-vs-new separation of the final head on the test set), ``chance``
@@ -624,6 +638,7 @@ def discovery_summary(
             "transductive_convention": TRANSDUCTIVE_CONVENTION,
             "num_discovered": last.get("num_discovered"),
             "k_source": last.get("k_source"),
+            **_k_range(last),
             "new_bias_offset": last.get("new_bias_offset"),
             "operating_point": last.get("operating_point"),
             "triggered": last.get("triggered") if entries else None,

@@ -19,7 +19,9 @@ from avalanche_ext import distributed
 from avalanche_ext.clustering import (
     KMEANS_BACKENDS,
     estimate_num_clusters,
+    k_range_edge,
     preprocess_features,
+    searched_k_range,
     semi_supervised_kmeans,
 )
 from avalanche_ext.ncd import align_cluster_ids, cluster_pool, lookup_table
@@ -177,10 +179,23 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
         return cluster, torch.from_numpy(novel), k
 
     def _estimate_k(self, prepared: np.ndarray) -> int:
-        low, high = self.k_range[0], min(self.k_range[1], prepared.shape[0] - 1)
+        low, high = searched_k_range(self.k_range, prepared.shape[0])
         if low > high:
             return 1
         return estimate_num_clusters(prepared, low, high, seed=self.seed, backend=self.backend)
+
+    def _searched_range(self, k: int, num_samples: int) -> tuple[int, int]:
+        """The range of k the silhouette searched; warns when the estimate sits on an end that the
+        range imposed (the estimate is then censored: the silhouette may peak outside it)."""
+        low, high = searched_k_range(self.k_range, num_samples)
+        edge = k_range_edge(k, low, high)
+        if edge is not None:
+            warnings.warn(
+                f"PseudoLabelClusteringPlugin: the estimated k = {k} is the {edge} end of the "
+                f"range searched ({low}..{high}); the silhouette may peak outside it: widen k_range",
+                stacklevel=2,
+            )
+        return low, high
 
     def _unsupervised(self, pool_feats: torch.Tensor, k: int | None):
         result = cluster_pool(
@@ -281,6 +296,9 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
                 state.cluster_of_all = nearest + self.num_known_before
         state.num_discovered = k
         state.k_source = "given" if self.num_clusters is not None else "estimated"
+        state.k_range = (
+            None if self.num_clusters is not None else self._searched_range(k, len(feats))
+        )
         model = strategy.model
         model.grow(self.num_known_before + k)
         if self.init_new_rows:

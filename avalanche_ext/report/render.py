@@ -392,13 +392,28 @@ def _discovery_conventions(section: Any, discovery: dict[str, Any]) -> None:
     )
 
 
+def _estimated_k_text(discovery: dict[str, Any]) -> str:
+    """How an estimated k was found, and a warning when the searched range censored it."""
+    searched = discovery.get("k_range")
+    if not searched:
+        return "estimated from the data"
+    text = f"estimated from the data (silhouette over k = {searched[0]}..{searched[1]})"
+    edge = discovery.get("k_range_edge")
+    if edge:
+        text += (
+            f"; it is the {edge} end of that range, so the best k may lie outside it "
+            "(widen k_range)"
+        )
+    return text
+
+
 def _discovery_rates(discovery: dict[str, Any]) -> list[list[str]]:
     k = discovery.get("num_discovered")
     source = discovery.get("k_source")
     k_text = (
         "given in the config (the true number of novel classes)"
         if source == "given"
-        else ("estimated from the data" if source == "estimated" else "unknown")
+        else (_estimated_k_text(discovery) if source == "estimated" else "unknown")
     )
     tradeoff = discovery.get("tradeoff") or {}
     rows = [

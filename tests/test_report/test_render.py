@@ -113,3 +113,13 @@ def test_class_without_test_samples_and_raw_gate_scores(example_results, tmp_pat
     assert "gate_scores_png" in artifacts and "confusion_matrix_png" not in artifacts
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "Mean over 9 classes with test samples" in md and "## Confusions" not in md
+
+
+def test_an_estimated_k_shows_its_range_and_a_censored_one_says_so(example_results, tmp_path):
+    discovery = example_results["discovery"]
+    discovery.update(k_source="estimated", num_discovered=10, k_range=[10, 40])
+    discovery["k_range_edge"] = "lower"
+    write_report(example_results, str(tmp_path))
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "estimated from the data (silhouette over k = 10..40); it is the lower end" in md
+    assert "widen k_range" in md

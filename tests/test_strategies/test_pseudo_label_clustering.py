@@ -7,12 +7,14 @@ import avalanche_ext  # noqa: F401  (stack fixes before avalanche imports torchv
 
 # isort: split
 import math
+import warnings
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from avalanche_ext.metrics.clustering import cluster_accuracy
+from avalanche_ext.metrics.discovery import discovery_summary
 from avalanche_ext.ncd import (
     align_cluster_ids,
     cluster_pool,
@@ -275,3 +277,27 @@ def test_init_new_rows_in_a_strategy_predicts_the_clusters_from_the_start():
 def test_seed_none_means_the_default_seed():
     assert PseudoLabelClusteringPlugin().seed == 0
     assert PseudoLabelClusteringPlugin(seed=7).seed == 7
+
+
+def test_an_estimated_k_records_its_range_and_warns_when_the_range_censored_it():
+    """Four novel blobs: searched over 2..8 the silhouette finds 4 and nothing is flagged; over
+    5..8 it can only say 5, the range's lower end, so the run warns and the results say so."""
+    for k_range, edge in (((2, 8), None), ((5, 8), "lower")):
+        scenario = discovery_stream(num_novel=4, known_in_discovery=0)
+        plugin = clustering_plugin(num_clusters=None, k_range=k_range)
+        strategy = naive(linear_probe(), [gate(), plugin])
+        stream = scenario.benchmark.train_stream
+        strategy.train(stream[0])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            strategy.train(stream[1])
+        censored = [w for w in caught if "widen k_range" in str(w.message)]
+        state = strategy.ncd
+        assert state.k_source == "estimated" and state.k_range == k_range
+        assert state.num_discovered == (4 if edge is None else 5)
+        assert len(censored) == (edge is not None)
+        facts = dict(state.facts(), true_labels=scenario.hidden_labels[1], experience=1)
+        out = discovery_summary(
+            torch.zeros(2, dtype=torch.long), torch.zeros(2), [0, 1, 2], [facts]
+        )
+        assert out["k_range"] == list(k_range) and out["k_range_edge"] == edge
