@@ -184,6 +184,13 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
             return 1
         return estimate_num_clusters(prepared, low, high, seed=self.seed, backend=self.backend)
 
+    def _record_k(self, state: Any, k: int, num_samples: int) -> None:
+        """``k`` in the shared state, with how it was set and, when estimated, the range searched."""
+        state.num_discovered = k
+        given = self.num_clusters is not None
+        state.k_source = "given" if given else "estimated"
+        state.k_range = None if given else self._searched_range(k, num_samples)
+
     def _searched_range(self, k: int, num_samples: int) -> tuple[int, int]:
         """The range of k the silhouette searched; warns when the estimate sits on an end that the
         range imposed (the estimate is then censored: the silhouette may peak outside it)."""
@@ -294,11 +301,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
             nearest = self._assign_all(pool.all_features, centroids)
             if nearest is not None:
                 state.cluster_of_all = nearest + self.num_known_before
-        state.num_discovered = k
-        state.k_source = "given" if self.num_clusters is not None else "estimated"
-        state.k_range = (
-            None if self.num_clusters is not None else self._searched_range(k, len(feats))
-        )
+        self._record_k(state, k, len(feats))
         model = strategy.model
         model.grow(self.num_known_before + k)
         if self.init_new_rows:
