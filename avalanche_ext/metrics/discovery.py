@@ -595,9 +595,10 @@ def discovery_summary(
         with ``cluster_chance``, ``cluster_nmi``, ``cluster_ari``, ``transductive_acc`` (the
         updated head on the same samples) with ``transductive_chance``, ``num_discovered`` and
         ``k_source`` (given or estimated) with ``k_range`` (the range an estimate searched) and
-        ``k_range_edge`` (``'lower'`` / ``'upper'`` when the estimate is censored by that range), ``triggered`` and ``reason`` (of the last discovery
-        experience), ``conventions`` (every convention's old/new/all/hm), ``floor`` (same, base
-        model), ``novel_predicted_new`` (share of novel test images given a new id),
+        ``k_range_edge`` (``'lower'`` / ``'upper'`` when that range censored the estimate),
+        ``triggered`` and ``reason`` (of the last discovery experience), ``conventions`` (every
+        convention's old/new/all/hm), ``floor`` (same, base model), ``novel_predicted_new``
+        (share of novel test images given a new id),
         ``routing_auroc`` (old-vs-new separation of the final head on the test set), ``chance``
         (primary convention) and ``chance_by_convention``, ``tradeoff`` (old/new accuracy as the
         offset sweeps, with its area), ``clusters``, ``gate`` and ``per_experience``. Undefined

@@ -185,7 +185,7 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
         return estimate_num_clusters(prepared, low, high, seed=self.seed, backend=self.backend)
 
     def _record_k(self, state: Any, k: int, num_samples: int) -> None:
-        """``k`` in the shared state, with how it was set and, when estimated, the range searched."""
+        """``k`` in the shared state, with how it was set and, if estimated, the range searched."""
         state.num_discovered = k
         given = self.num_clusters is not None
         state.k_source = "given" if given else "estimated"
@@ -199,7 +199,8 @@ class PseudoLabelClusteringPlugin(SupervisedPlugin, supports_distributed=True):
         if edge is not None:
             warnings.warn(
                 f"PseudoLabelClusteringPlugin: the estimated k = {k} is the {edge} end of the "
-                f"range searched ({low}..{high}); the silhouette may peak outside it: widen k_range",
+                f"range searched ({low}..{high}); the silhouette may peak outside it: "
+                "widen k_range",
                 stacklevel=2,
             )
         return low, high
